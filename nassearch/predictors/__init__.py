@@ -1,0 +1,1 @@
+"""Performance predictors: learn (ArchGraph, target) pairs. No predictor imports a space."""

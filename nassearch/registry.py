@@ -1,0 +1,46 @@
+"""Registries: config names -> component classes, imported lazily so listing names stays cheap.
+
+Adding a component means adding one line here (and its module); nothing registers itself at import.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from nassearch.errors import ConfigError
+
+
+class Registry:
+    """Names of one kind of component (space, evaluator, ...) mapped to ``"module:Class"`` paths."""
+
+    def __init__(self, kind: str, entries: dict[str, str]) -> None:
+        self.kind = kind
+        self._entries = dict(entries)
+
+    def names(self) -> list[str]:
+        """All registered names, sorted."""
+        return sorted(self._entries)
+
+    def get(self, name: str) -> type:
+        """The class registered as ``name``; an unknown name raises ConfigError listing the known ones."""
+        if name not in self._entries:
+            known = ", ".join(self.names()) or "(none yet)"
+            raise ConfigError(f"{self.kind}.name: unknown {self.kind} {name!r}; known: {known}")
+        module_name, attr = self._entries[name].split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+
+SPACES = Registry("space", {
+    "nasbench201": "spaces.nasbench201:NasBench201Space",
+})
+EVALUATORS = Registry("evaluator", {
+    "nb201_tabular": "evaluators.tabular:NasBench201Tabular",
+})
+SEARCHERS = Registry("searcher", {
+    "random_search": "searchers.random_search:RandomSearch",
+    "regularized_evolution": "searchers.regularized_evolution:RegularizedEvolution",
+})
+PREDICTORS = Registry("predictor", {})
+EXECUTORS = Registry("executor", {
+    "serial": "nassearch.executors:SerialExecutor",
+})

@@ -1,0 +1,252 @@
+"""The search loop: budget, seeds, executor, store, checkpoints, resume, repeats and reports.
+
+A run directory (``output.dir/name`` unless resumed elsewhere) holds the resolved ``config.yaml``,
+``summary.json`` over all seeds, ``plots/`` and one ``seed-<s>/`` folder per seed with its own
+``trials.sqlite``, ``config.yaml`` and ``summary.json``.
+
+Resume semantics: the searcher checkpoint stores its state after the last ``tell``. On resume the
+searcher is restored, asked again (its random state makes it propose the same architectures), and
+trials already in the store are replayed from the store instead of being evaluated again; so a run
+killed at any point ends with exactly the trials of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from tqdm import tqdm
+
+from evaluators.base import Evaluator
+from nassearch import config as cfg
+from nassearch.errors import RunDirError
+from nassearch.plots import plot_search_curves
+from nassearch.report import aggregate, format_table, incumbent_curve, summarize_run
+from nassearch.store import TrialStore
+from searchers.base import Searcher, Trial
+from spaces.base import SearchSpace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Components:
+    """What a config builds once and shares across seeds (the evaluator's tables load once)."""
+
+    space: SearchSpace
+    evaluator: Evaluator
+    predictor: Any
+    executor: Any
+
+
+def build_components(config: cfg.RunConfig, data_dir: str | None = None) -> Components:
+    """Instantiate space, evaluator, predictor and executor, and check the metrics the config names."""
+    space = cfg.build_component("space", config.space)
+    evaluator = cfg.build_component("evaluator", config.evaluator, space=space, data_dir=data_dir)
+    cfg.check_metrics(config, evaluator.metrics, config.evaluator["name"])
+    predictor = cfg.build_component("predictor", config.predictor) if config.predictor else None
+    executor = cfg.build_component("executor", config.executor)
+    return Components(space, evaluator, predictor, executor)
+
+
+def build_searcher(config: cfg.RunConfig, parts: Components, seed: int) -> Searcher:
+    return cfg.build_component("searcher", config.searcher, space=parts.space, objectives=config.objectives,
+                               seed=seed, predictor=parts.predictor)
+
+
+def _batch_size(budget: dict[str, Any], history: Sequence[Trial]) -> int:
+    """How many architectures to ask for next; 0 when the budget is spent.
+
+    A cost budget is checked between batches, so the last batch may run past it.
+    """
+    if budget["evaluations"] is not None:
+        return min(budget["batch_size"], budget["evaluations"] - len(history))
+    spent = sum(t.cost_s for t in history)
+    return budget["batch_size"] if spent < budget["cost_seconds"] else 0
+
+
+def _trial_from_record(space: SearchSpace, record: dict[str, Any]) -> Trial:
+    return Trial(index=record["idx"], arch=space.from_str(record["arch"]), arch_str=record["arch"],
+                 metrics=record["metrics"], cost_s=record["cost_s"], wall_s=record["wall_s"],
+                 status=record["status"], started=record["started"], finished=record["finished"])
+
+
+def _comparable(config_dict: dict[str, Any]) -> dict[str, Any]:
+    """A config without the keys that may change between a run and its resumption."""
+    output = {k: v for k, v in config_dict.get("output", {}).items() if k != "progress"}
+    return {**config_dict, "output": output}
+
+
+def run_seed(config: cfg.RunConfig, parts: Components, seed: int, directory: Path,
+             progress: bool = True) -> list[Trial]:
+    """Run (or resume) the search of one seed in ``directory``; return its trials in ask order."""
+    directory.mkdir(parents=True, exist_ok=True)
+    seed_config = config.with_seed(seed)
+    with TrialStore(directory / "trials.sqlite") as store:
+        stored_config = store.meta("config")
+        if stored_config is None:
+            store.set_meta("config", seed_config.to_dict())
+            (directory / "config.yaml").write_text(yaml.safe_dump(seed_config.to_dict(), sort_keys=False))
+        elif _comparable(stored_config) != _comparable(seed_config.to_dict()):
+            raise RunDirError(f"{directory} was run with a different config; resume it with the config in "
+                              f"{directory / 'config.yaml'} or start a new run directory")
+        searcher = build_searcher(config, parts, seed)
+        trials = [_trial_from_record(parts.space, r) for r in store.trials()]
+        told = 0
+        checkpoint = store.checkpoint()
+        if checkpoint is not None:
+            told, state = checkpoint
+            searcher.load_state_dict(state)
+        history = trials[:told]
+        budget = config.budget
+        total = budget["evaluations"] or budget["cost_seconds"]
+        bar = tqdm(total=total, initial=_progress(budget, history), desc=f"{config.name} seed {seed}",
+                   file=sys.stderr, disable=not progress, leave=False, dynamic_ncols=True)
+        while (n := _batch_size(budget, history)) > 0:
+            archs = searcher.ask(n)
+            batch = _replay(parts.space, archs, trials[len(history):], directory)
+            fresh = archs[len(batch):]
+            for arch, result in zip(fresh, parts.executor.run(parts.evaluator, fresh)):
+                now = time.time()
+                trial = Trial(index=len(history) + len(batch), arch=arch, arch_str=parts.space.to_str(arch),
+                              metrics=result.metrics, cost_s=result.cost_s, wall_s=result.wall_s,
+                              status="ok", started=now - result.wall_s, finished=now)
+                store.add_trial(trial.index, trial.arch_str, trial.metrics, trial.cost_s, trial.wall_s,
+                                trial.status, trial.started, trial.finished)
+                trials.append(trial)
+                batch.append(trial)
+            searcher.tell(batch)
+            history.extend(batch)
+            store.save_checkpoint(len(history), searcher.state_dict())
+            bar.update(_progress(budget, history) - bar.n)
+        bar.close()
+    return history
+
+
+def _progress(budget: dict[str, Any], history: Sequence[Trial]) -> float:
+    return len(history) if budget["evaluations"] is not None else sum(t.cost_s for t in history)
+
+
+def _replay(space: SearchSpace, archs: Sequence[Any], stored: Sequence[Trial], directory: Path) -> list[Trial]:
+    """Trials already in the store for the first of ``archs``; they must be the same architectures."""
+    replayed = []
+    for arch, trial in zip(archs, stored):
+        if space.key(arch) != space.key(trial.arch):
+            raise RunDirError(f"resuming {directory} diverged at trial {trial.index}: the store holds "
+                              f"{trial.arch_str} but the searcher proposed {space.to_str(arch)}; the run "
+                              "cannot be resumed reproducibly (was the code or data changed?)")
+        replayed.append(trial)
+    return replayed
+
+
+@dataclass
+class SearchOutcome:
+    """What ``run`` returns: where it wrote, the per-seed trials and summaries, the printed table."""
+
+    run_dir: Path
+    trials: dict[int, list[Trial]]
+    summary: dict[str, Any]
+    table: str
+
+
+def prepare_run_dir(config: cfg.RunConfig, resume: str | Path | None, overwrite: bool) -> Path:
+    """The run directory: fresh (refusing to clobber one unless ``overwrite``) or the one to resume."""
+    if resume is not None:
+        run_dir = Path(resume)
+        stored = run_dir / "config.yaml"
+        if not stored.is_file():
+            raise RunDirError(f"--resume {run_dir}: no config.yaml there; it is not a nassearch run directory")
+        previous = yaml.safe_load(stored.read_text())
+        if _comparable(previous) != _comparable(config.to_dict()):
+            raise RunDirError(f"--resume {run_dir}: the config differs from the one it was started with "
+                              f"({stored}); pass that config")
+        return run_dir
+    run_dir = Path(config.output["dir"]) / config.name
+    if run_dir.exists():
+        if not overwrite:
+            raise RunDirError(f"run directory {run_dir} already exists: continue it with --resume {run_dir}, "
+                              "replace it with --overwrite, or choose another output.dir / name")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return run_dir
+
+
+def run(config: cfg.RunConfig, repeats: int = 1, resume: str | Path | None = None, overwrite: bool = False,
+        data_dir: str | None = None) -> SearchOutcome:
+    """Search with seeds ``seed .. seed + repeats - 1``; write trials, summaries and plots."""
+    if repeats < 1:
+        raise RunDirError(f"--repeats must be >= 1, got {repeats}")
+    parts = build_components(config, data_dir)
+    run_dir = prepare_run_dir(config, resume, overwrite)
+    objective = config.objectives[0]
+    report_metric = config.output["report_metric"]
+    reference = parts.evaluator.reference_values(report_metric) if report_metric else None
+    all_trials: dict[int, list[Trial]] = {}
+    summaries: dict[int, dict[str, Any]] = {}
+    for seed in range(config.seed, config.seed + repeats):
+        directory = run_dir / f"seed-{seed}"
+        trials = run_seed(config, parts, seed, directory, progress=config.output["progress"])
+        all_trials[seed] = trials
+        summaries[seed] = summarize_run(trials, objective, report_metric, reference)
+        _write_json(directory / "summary.json", summaries[seed])
+    aggregated = aggregate(summaries, objective, report_metric)
+    summary = {"name": config.name, "space": config.space["name"], "evaluator": config.evaluator["name"],
+               "searcher": config.searcher["name"], "objective": objective.metric, "mode": objective.mode,
+               "budget": config.budget, **aggregated}
+    if config.output["plots"] and report_metric is not None:
+        curves = {config.searcher["name"]: _stack([incumbent_curve(t, objective, report_metric)
+                                                   for t in all_trials.values()])}
+        best = None if reference is None else float(reference.max() if objective.mode == "max" else reference.min())
+        summary["plots"] = [str(plot_search_curves(curves, report_metric, run_dir / "plots" / "search_curve.png",
+                                                   best))]
+    _write_json(run_dir / "summary.json", summary)
+    title = (f"{config.name}: {config.searcher['name']} on {config.space['name']} / {config.evaluator['name']}, "
+             f"{repeats} seed(s), budget {_budget_text(config.budget)}, search metric {objective.metric}")
+    return SearchOutcome(run_dir, all_trials, summary, format_table(title, summaries, aggregated, objective,
+                                                                     report_metric))
+
+
+def _budget_text(budget: dict[str, Any]) -> str:
+    if budget["evaluations"] is not None:
+        return f"{budget['evaluations']} evaluations"
+    return f"{budget['cost_seconds']:g} cost-seconds"
+
+
+def _stack(curves: list[np.ndarray]) -> np.ndarray:
+    length = min(len(c) for c in curves)
+    return np.stack([c[:length] for c in curves])
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
+
+
+def load_run_curves(run_dir: str | Path, metric: str | None = None) -> tuple[str, str, np.ndarray]:
+    """(label, metric, curves over seeds) of a finished run directory, read back from its stores."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise RunDirError(f"{run_dir} is not a nassearch run directory (no config.yaml)")
+    config = cfg.validate(yaml.safe_load(config_path.read_text()))
+    metric = metric or config.output["report_metric"] or config.objectives[0].metric
+    curves = []
+    for seed_dir in sorted(run_dir.glob("seed-*")):
+        with TrialStore(seed_dir / "trials.sqlite") as store:
+            records = store.trials()
+        trials = [Trial(index=r["idx"], arch=r["arch"], arch_str=r["arch"], metrics=r["metrics"],
+                        status=r["status"]) for r in records]
+        if trials:
+            curves.append(incumbent_curve(trials, config.objectives[0], metric))
+    if not curves:
+        raise RunDirError(f"{run_dir} holds no trials yet")
+    return f"{config.name} ({config.searcher['name']})", metric, _stack(curves)

@@ -1,0 +1,1 @@
+"""Searchers: propose architectures (ask) and learn from evaluated ones (tell)."""

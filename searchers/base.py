@@ -1,0 +1,72 @@
+"""The Searcher interface and the Trial it learns from."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nassearch.objectives import Objective
+from spaces.base import Arch, SearchSpace
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One evaluated architecture as the store records it and searchers see it."""
+
+    index: int
+    arch: Arch
+    arch_str: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    cost_s: float = 0.0
+    wall_s: float = 0.0
+    status: str = "ok"
+    started: float = 0.0
+    finished: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class Searcher(ABC):
+    """Proposes architectures and learns from their trials; its state round-trips through JSON.
+
+    ``state_dict()`` must capture everything, random generator included, so that a searcher restored
+    with ``load_state_dict`` proposes exactly what the original would have.
+    """
+
+    name: str = ""
+
+    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], seed: int) -> None:
+        self.space = space
+        self.objectives = list(objectives)
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def objective(self) -> Objective:
+        """The first objective: what single-objective searchers optimise."""
+        return self.objectives[0]
+
+    def fitness(self, trial: Trial) -> float:
+        """The first objective as a value to maximise; failed trials are worst."""
+        return self.objective.signed(trial.metrics) if trial.ok else -np.inf
+
+    @abstractmethod
+    def ask(self, n: int) -> list[Arch]:
+        """Propose ``n`` architectures to evaluate next."""
+
+    @abstractmethod
+    def tell(self, trials: Sequence[Trial]) -> None:
+        """Learn from the trials of the architectures last asked for, in ask order."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state; subclasses extend it with their own fields."""
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+        self.rng.bit_generator.state = state["rng"]

@@ -1,0 +1,75 @@
+"""The SearchSpace interface: what every space knows about its architectures.
+
+An architecture is whatever hashable value a space chooses (NB201: a tuple of op indices); the rest of
+the engine only moves it around and turns it into strings with ``to_str``/``from_str``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from nassearch.graph import ArchGraph
+from nassearch.model_cost import ModelCost
+
+Arch = Hashable
+
+
+class SearchSpace(ABC):
+    """A space of architectures: sampling, variation, encoding, strings, networks and costs."""
+
+    #: Registry name of the space (the ``space.name`` config value).
+    name: str = ""
+
+    @abstractmethod
+    def sample(self, rng: np.random.Generator) -> Arch:
+        """One architecture drawn uniformly (or by the space's documented sampling rule)."""
+
+    @abstractmethod
+    def mutate(self, arch: Arch, rng: np.random.Generator) -> Arch:
+        """A neighbour of ``arch`` that differs from it, by the space's mutation rule."""
+
+    def crossover(self, a: Arch, b: Arch, rng: np.random.Generator) -> Arch:
+        """A child combining ``a`` and ``b``; spaces without a meaningful crossover raise."""
+        raise NotImplementedError(f"space {self.name!r} defines no crossover")
+
+    @abstractmethod
+    def encode(self, arch: Arch) -> ArchGraph:
+        """The architecture as an ArchGraph for predictors."""
+
+    @abstractmethod
+    def to_str(self, arch: Arch) -> str:
+        """Canonical, human-readable string in the space's own notation."""
+
+    @abstractmethod
+    def from_str(self, text: str) -> Arch:
+        """Parse ``to_str`` output; raise InvalidArchitecture naming what is wrong."""
+
+    def key(self, arch: Arch) -> str:
+        """Identity of the architecture (equal for isomorphic cells); defaults to ``to_str``."""
+        return self.to_str(arch)
+
+    @abstractmethod
+    def build_model(self, arch: Arch, **kwargs: Any) -> nn.Module:
+        """The trainable network of ``arch`` as a torch module."""
+
+    @abstractmethod
+    def cost(self, arch: Arch) -> ModelCost:
+        """Parameters and FLOPs (millions) of the network ``build_model(arch)`` builds."""
+
+    def cost_batch(self, archs: Sequence[Arch]) -> tuple[np.ndarray, np.ndarray]:
+        """Params and FLOPs (millions) for many architectures; spaces override with a vectorised form."""
+        costs = [self.cost(a) for a in archs]
+        return np.array([c.params_m for c in costs]), np.array([c.flops_m for c in costs])
+
+    def enumerate(self) -> Iterator[Arch]:
+        """Every architecture of a finite space; infinite or huge spaces raise."""
+        raise NotImplementedError(f"space {self.name!r} cannot be enumerated")
+
+    def size(self) -> int | None:
+        """Number of architectures, when known."""
+        return None
