@@ -1,4 +1,4 @@
-"""Tabular evaluators: answer from benchmark tables instead of training.
+"""Tabular evaluators: answer from benchmark tables instead of training (NAS-Bench-201, NAS-Bench-101).
 
 ``nb201_tabular`` reads ``nasbench201/nb201_12epoch.csv.gz`` (NB201's 12-epoch schedule, the mean
 over seeds; see the data README) and, when latencies are asked for, ``nb201_latency_ms.csv.gz``.
@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
 from evaluators.base import Evaluator, Result
 from nassearch.data import load_csv
 from nassearch.errors import DataError
-from spaces.nasbench201 import OPS, NUM_EDGES, NasBench201Space, NB201Arch, arch_codes, parse_arch
+from nassearch.nb101_table import DEFAULT_TABLES, load_nb101_table
+from spaces.nasbench101 import NasBench101Space, NB101Cell
+from spaces.nasbench201 import NUM_EDGES, OPS, NasBench201Space, NB201Arch, arch_codes, parse_arch
 
 #: dataset -> (validation column, test column, classes, input size)
 NB201_DATASETS: dict[str, tuple[str, str, int, int]] = {
@@ -114,6 +117,68 @@ class NasBench201Tabular(Evaluator):
         wall = (time.perf_counter() - start) / max(len(archs), 1)
         return [Result(dict(zip(self._metric_names, map(float, row))), self.cost_per_query_s, wall)
                 for row in values]
+
+    def reference_values(self, metric: str) -> np.ndarray | None:
+        if metric not in self._metric_names:
+            return None
+        return self._values[:, self._metric_names.index(metric)]
+
+
+class NasBench101Tabular(Evaluator):
+    """NAS-Bench-101 answered from the NB101 tables in the data directory.
+
+    Metrics (percent): ``val_acc`` at the configured ``epochs`` budget, ``val_acc_epoch4/12/36/108``,
+    ``test_acc`` where the table has test accuracy (an imported official table; the shared tables have
+    none), ``params`` (millions, the table's trainable parameters) and ``train_time_s``. The cost of a
+    query is the table's 108-epoch training time, scaled by ``epochs / 108`` for shorter budgets.
+    The shared tables hold 11,000 of the 423,624 cells: asking for another cell is an error (use
+    ``space: {name: nasbench101, restrict_to_table: true}``).
+    """
+
+    name = "nb101_tabular"
+
+    def __init__(self, space: NasBench101Space, data_dir: str | None = None, tables: list[str] | None = None,
+                 epochs: Literal[4, 12, 36, 108] = 108) -> None:
+        super().__init__(space)
+        if not isinstance(space, NasBench101Space):
+            raise ValueError(f"nb101_tabular answers only for space nasbench101, not {space.name!r}")
+        if space.network != NasBench101Space().network:
+            raise ValueError("nb101_tabular holds results of the NB101 network with its default settings; "
+                             "remove the space's network settings")
+        self.tables = tuple(tables or DEFAULT_TABLES)
+        table = load_nb101_table(data_dir, self.tables)
+        self.epochs = epochs
+        self.hashes = table["hash"].to_numpy()
+        self._row_of_hash = {h: i for i, h in enumerate(self.hashes)}
+        columns = {"val_acc": 100.0 * table[f"val_acc_epoch{epochs}"].to_numpy(float)}
+        columns.update({f"val_acc_epoch{e}": 100.0 * table[f"val_acc_epoch{e}"].to_numpy(float)
+                        for e in (4, 12, 36, 108)})
+        if "test_acc_epoch108" in table:
+            columns["test_acc"] = 100.0 * table["test_acc_epoch108"].to_numpy(float)
+        columns["params"] = table["trainable_params"].to_numpy(float) / 1e6
+        columns["train_time_s"] = table["train_time_s"].to_numpy(float)
+        self._metric_names = tuple(columns)
+        self._values = np.column_stack(list(columns.values()))
+        self._cost = columns["train_time_s"] * epochs / 108
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return self._metric_names
+
+    def row(self, cell: NB101Cell) -> int:
+        """Table row of a cell (by its NB101 fingerprint); DataError if the tables lack it."""
+        key = self.space.key(cell)
+        if key not in self._row_of_hash:
+            raise DataError(f"NAS-Bench-101 cell {key} ({self.space.to_str(cell)}) is not in the tables "
+                            f"{', '.join(self.tables)} ({len(self.hashes)} cells): set space.restrict_to_table: "
+                            "true, or import the full table with `nassearch data import nasbench101`")
+        return self._row_of_hash[key]
+
+    def evaluate(self, cell: NB101Cell) -> Result:
+        start = time.perf_counter()
+        row = self.row(cell)
+        metrics = dict(zip(self._metric_names, map(float, self._values[row])))
+        return Result(metrics, float(self._cost[row]), time.perf_counter() - start)
 
     def reference_values(self, metric: str) -> np.ndarray | None:
         if metric not in self._metric_names:

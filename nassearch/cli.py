@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 from nassearch import __version__
@@ -55,6 +56,23 @@ def build_parser() -> argparse.ArgumentParser:
                        ("verify", "check sha256 and schema of every present table")):
         sub = data_commands.add_parser(name, help=text)
         sub.add_argument("--data-dir", default=None)
+    importer = data_commands.add_parser("import", help="convert an official benchmark release into a table")
+    importer.add_argument("benchmark", choices=["nasbench101"])
+    importer.add_argument("path", help="nasbench_only108.tfrecord or nasbench_full.tfrecord (no TensorFlow needed)")
+    importer.add_argument("--out", default=None, help="output table (default: DATA_DIR/nasbench101/nb101_official.csv.gz)")
+    importer.add_argument("--data-dir", default=None)
+
+    spaces = commands.add_parser("spaces", help="search spaces: list, enumerate, verify against the tables")
+    space_commands = spaces.add_subparsers(dest="spaces_command", required=True)
+    space_commands.add_parser("list", help="registered spaces and their sizes")
+    enumerate_ = space_commands.add_parser("enumerate", help="generate every unique cell of a space")
+    enumerate_.add_argument("space", choices=["nasbench101"])
+    enumerate_.add_argument("--out", default=None, help="cache file (default: ~/.cache/nassearch/nasbench101/"
+                                                        "nb101_cells.npz)")
+    verify = space_commands.add_parser("verify", help="check hashes, enumeration, params and FLOPs against "
+                                                      "every row of the benchmark tables")
+    verify.add_argument("space", choices=["nasbench101", "nasbench201"])
+    verify.add_argument("--data-dir", default=None)
 
     bench = commands.add_parser("bench", help="performance benchmarks that print tables")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True)
@@ -110,6 +128,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     from nassearch import data
 
+    if args.data_command == "import":
+        from nassearch.nb101_import import import_nasbench101
+
+        out = Path(args.out) if args.out else data.resolve_data_dir(args.data_dir) / data.TABLES["nb101_official"].path
+        start = time.perf_counter()
+        report = import_nasbench101(args.path, out)
+        print(f"{report.records} records, {report.cells} cells, epochs {', '.join(map(str, report.epochs))} "
+              f"-> {report.out_path} ({time.perf_counter() - start:.0f} s)")
+        return 0
     if args.data_command == "list":
         statuses = data.list_tables(args.data_dir)
     else:
@@ -120,6 +147,30 @@ def cmd_data(args: argparse.Namespace) -> int:
         print(f"{status.spec.name:<{width}}  {status.state:<8}  {status.spec.path}  ({status.spec.source})")
     corrupt = [s for s in statuses if s.state.startswith("corrupt")]
     return EXIT_USER_ERROR if corrupt else 0
+
+
+def cmd_spaces(args: argparse.Namespace) -> int:
+    if args.spaces_command == "list":
+        from nassearch.registry import SPACES
+
+        for name in SPACES.names():
+            size = SPACES.get(name)().size()
+            print(f"{name:<14} {size:,} architectures" if size else name)
+        return 0
+    if args.spaces_command == "enumerate":
+        from spaces.nasbench101_enumeration import DEFAULT_CACHE, enumerate_cells
+
+        start = time.perf_counter()
+        out = Path(args.out).expanduser() if args.out else DEFAULT_CACHE.expanduser()
+        cells = enumerate_cells(cache=out)
+        print(f"nasbench101: {len(cells):,} unique cells in {time.perf_counter() - start:.1f} s -> {out}")
+        return 0
+    from nassearch import space_checks
+
+    check = space_checks.verify_nasbench101 if args.space == "nasbench101" else space_checks.verify_nasbench201
+    rows = check(args.data_dir)
+    print(space_checks.format_rows(f"{args.space} against the benchmark tables", rows))
+    return 0 if all(r["checked"] == r["matched"] for r in rows) else 1
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -134,7 +185,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "plot": cmd_plot, "eval": cmd_eval, "data": cmd_data, "bench": cmd_bench}
+COMMANDS = {"run": cmd_run, "plot": cmd_plot, "eval": cmd_eval, "data": cmd_data, "spaces": cmd_spaces,
+            "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

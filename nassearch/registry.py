@@ -31,9 +31,11 @@ class Registry:
 
 
 SPACES = Registry("space", {
+    "nasbench101": "spaces.nasbench101:NasBench101Space",
     "nasbench201": "spaces.nasbench201:NasBench201Space",
 })
 EVALUATORS = Registry("evaluator", {
+    "nb101_tabular": "evaluators.tabular:NasBench101Tabular",
     "nb201_tabular": "evaluators.tabular:NasBench201Tabular",
 })
 SEARCHERS = Registry("searcher", {

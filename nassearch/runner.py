@@ -50,7 +50,7 @@ class Components:
 
 def build_components(config: cfg.RunConfig, data_dir: str | None = None) -> Components:
     """Instantiate space, evaluator, predictor and executor, and check the metrics the config names."""
-    space = cfg.build_component("space", config.space)
+    space = cfg.build_component("space", config.space, data_dir=data_dir)
     evaluator = cfg.build_component("evaluator", config.evaluator, space=space, data_dir=data_dir)
     cfg.check_metrics(config, evaluator.metrics, config.evaluator["name"])
     predictor = cfg.build_component("predictor", config.predictor) if config.predictor else None

@@ -85,3 +85,13 @@ def test_console_script_exits_nonzero_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("nassearch: error: serch: unknown key")
     assert "Traceback" not in proc.stderr
+
+
+def test_spaces_list_and_verify_nasbench201(data_dir, capsys):
+    assert main(["spaces", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "nasbench101    423,624 architectures" in out and "nasbench201    15,625 architectures" in out
+    assert main(["spaces", "verify", "nasbench201", "--data-dir", str(data_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "enumerate() == table cells              15625     15625" in out
+    assert out.count("783       783") == 6

@@ -1,0 +1,377 @@
+"""NAS-Bench-101 (Ying et al., 2019): cells are DAGs of at most 7 vertices and 9 edges.
+
+A cell is an upper-triangular 0/1 adjacency matrix and one operation per vertex: ``input`` first,
+``output`` last, interior vertices one of ``conv3x3-bn-relu``, ``conv1x1-bn-relu``, ``maxpool3x3``.
+As in the official ``ModelSpec``, vertices not on an input->output path are pruned before a cell is
+checked (at most 7 vertices, at most 9 edges) or hashed. ``key`` is the official fingerprint: the md5
+iterative neighbourhood hash of ``nasbench/lib/graph_util.py``, invariant to vertex permutations.
+
+Architectures keep the matrix they were made with (sampling draws 7-vertex matrices, as NB101's own
+random sampling does, and mutation edits that matrix); ``canonical`` gives the pruned cell.
+String form: ``<V*V adjacency bits, row-major>|<op,op,...>``, e.g.
+``0110000000100000000001000000000000000000000000000|input,conv3x3-bn-relu,...``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nassearch.errors import InvalidArchitecture
+from nassearch.graph import ArchGraph
+from nassearch.model_cost import ModelCost, model_cost
+from spaces.base import SearchSpace
+
+INPUT, OUTPUT = "input", "output"
+CONV3X3, CONV1X1, MAXPOOL3X3 = "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3"
+OPS: tuple[str, ...] = (CONV3X3, CONV1X1, MAXPOOL3X3)
+MAX_VERTICES = 7
+MAX_EDGES = 9
+#: Hash labels of graph_util: input -1, output -2, interior ops their index in OPS.
+HASH_LABEL = {INPUT: -1, OUTPUT: -2, **{op: i for i, op in enumerate(OPS)}}
+#: Node vocabulary of the encoded graph; ``pad`` fills cells with fewer than 7 vertices.
+GRAPH_VOCAB: tuple[str, ...] = (INPUT, *OPS, OUTPUT, "pad")
+#: Neural Predictor / NB101 regularized-evolution mutation rates (003 §2): per edge, per interior op.
+EDGE_MUTATION_PROB = 1 / 14
+OP_MUTATION_PROB = 1 / 10
+STRING_FORMAT = "<V*V adjacency bits, row-major>|input,<op>,...,output"
+
+
+@dataclass(frozen=True)
+class NB101Cell:
+    """A (possibly unpruned) NB101 cell: V x V upper-triangular 0/1 matrix and V operations."""
+
+    matrix: tuple[tuple[int, ...], ...]
+    ops: tuple[str, ...]
+
+    @staticmethod
+    def from_arrays(matrix: np.ndarray | Sequence[Sequence[int]], ops: Sequence[str]) -> NB101Cell:
+        return NB101Cell(tuple(tuple(int(v) for v in row) for row in np.asarray(matrix)), tuple(ops))
+
+    def array(self) -> np.ndarray:
+        return np.array(self.matrix, dtype=np.int64).reshape(len(self.ops), len(self.ops))
+
+    @property
+    def num_vertices(self) -> int:
+        return len(self.ops)
+
+
+def nb101_hash(matrix: np.ndarray, labels: Sequence[int]) -> str:
+    """The official NAS-Bench-101 fingerprint of a (pruned) cell (graph_util.hash_module)."""
+    vertices = matrix.shape[0]
+    in_edges, out_edges = matrix.sum(axis=0).tolist(), matrix.sum(axis=1).tolist()
+    hashes = [hashlib.md5(str(h).encode("utf-8")).hexdigest() for h in zip(out_edges, in_edges, labels)]
+    for _ in range(vertices):
+        hashes = [hashlib.md5(("".join(sorted(hashes[w] for w in range(vertices) if matrix[w, v])) + "|"
+                               + "".join(sorted(hashes[w] for w in range(vertices) if matrix[v, w])) + "|"
+                               + hashes[v]).encode("utf-8")).hexdigest()
+                  for v in range(vertices)]
+    return hashlib.md5(str(sorted(hashes)).encode("utf-8")).hexdigest()
+
+
+def prune(matrix: np.ndarray, ops: Sequence[str]) -> tuple[np.ndarray, list[str]] | None:
+    """Drop vertices not on an input->output path (ModelSpec semantics); None if output is unreachable."""
+    n = matrix.shape[0]
+    from_input, to_output = {0}, {n - 1}
+    for v in range(1, n):
+        if any(matrix[u, v] for u in from_input if u < v):
+            from_input.add(v)
+    for v in range(n - 2, -1, -1):
+        if any(matrix[v, w] for w in to_output if w > v):
+            to_output.add(v)
+    keep = sorted(from_input & to_output)
+    if n - 1 not in from_input or 0 not in to_output:
+        return None
+    return matrix[np.ix_(keep, keep)], [ops[i] for i in keep]
+
+
+def check_cell(cell: NB101Cell) -> tuple[np.ndarray, list[str]]:
+    """The pruned (matrix, ops) of a cell, or InvalidArchitecture naming what is wrong."""
+    n = len(cell.ops)
+    if n < 2:
+        raise InvalidArchitecture(f"NAS-Bench-101 cell needs at least input and output vertices, got {n}")
+    if len(cell.matrix) != n or any(len(row) != n for row in cell.matrix):
+        raise InvalidArchitecture(f"NAS-Bench-101 adjacency must be {n}x{n} for {n} ops")
+    matrix = cell.array()
+    if not np.isin(matrix, (0, 1)).all() or np.tril(matrix).any():
+        raise InvalidArchitecture("NAS-Bench-101 adjacency must be 0/1 and strictly upper triangular")
+    if cell.ops[0] != INPUT or cell.ops[-1] != OUTPUT:
+        raise InvalidArchitecture(f"NAS-Bench-101 ops must start with {INPUT!r} and end with {OUTPUT!r}, "
+                                  f"got {cell.ops[0]!r} ... {cell.ops[-1]!r}")
+    unknown = [op for op in cell.ops[1:-1] if op not in OPS]
+    if unknown:
+        raise InvalidArchitecture(f"unknown NAS-Bench-101 operation {unknown[0]!r}; allowed: {', '.join(OPS)}")
+    pruned = prune(matrix, cell.ops)
+    if pruned is None:
+        raise InvalidArchitecture("NAS-Bench-101 cell has no path from input to output")
+    matrix, ops = pruned
+    if len(ops) > MAX_VERTICES:
+        raise InvalidArchitecture(f"NAS-Bench-101 cell has {len(ops)} vertices on input->output paths; "
+                                  f"at most {MAX_VERTICES} are allowed")
+    if matrix.sum() > MAX_EDGES:
+        raise InvalidArchitecture(f"NAS-Bench-101 cell has {int(matrix.sum())} edges; at most {MAX_EDGES} are allowed")
+    return matrix, ops
+
+
+def parse_cell(text: str) -> NB101Cell:
+    """Parse ``<bits>|<ops>`` into a cell (not yet checked for validity)."""
+    if not isinstance(text, str) or text.count("|") != 1:
+        raise InvalidArchitecture(f"malformed NAS-Bench-101 architecture {text!r}: expected {STRING_FORMAT}")
+    bits, ops_text = text.strip().split("|")
+    ops = tuple(op.strip() for op in ops_text.split(","))
+    if len(bits) != len(ops) ** 2 or set(bits) - {"0", "1"}:
+        raise InvalidArchitecture(f"malformed NAS-Bench-101 architecture {text!r}: {len(ops)} ops need "
+                                  f"{len(ops) ** 2} adjacency bits (0/1), got {len(bits)}; expected {STRING_FORMAT}")
+    matrix = np.array([int(b) for b in bits], dtype=np.int64).reshape(len(ops), len(ops))
+    return NB101Cell.from_arrays(matrix, ops)
+
+
+def format_cell(cell: NB101Cell) -> str:
+    return "".join(str(v) for row in cell.matrix for v in row) + "|" + ",".join(cell.ops)
+
+
+# ---------------------------------------------------------------------------------------------
+# The network (nasbench/lib/model_builder.py).
+
+
+class ConvBnRelu(nn.Sequential):
+    """Conv (no bias) -> BatchNorm -> ReLU, NB101's convolution unit (BN momentum 0.997, eps 1e-5)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int) -> None:
+        super().__init__(nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False),
+                         nn.BatchNorm2d(c_out, eps=1e-5, momentum=0.003), nn.ReLU(inplace=True))
+
+
+def vertex_channels(c_in: int, c_out: int, matrix: np.ndarray) -> list[int]:
+    """Channels of every vertex: output channels split over the vertices feeding the output (the
+    remainder going to the first ones), other vertices the max of their successors."""
+    n = matrix.shape[0]
+    channels = [0] * n
+    channels[0], channels[-1] = c_in, c_out
+    if n == 2:
+        return channels
+    in_degree = matrix[1:].sum(axis=0)
+    interior, correction = divmod(c_out, int(in_degree[n - 1]))
+    for v in range(1, n - 1):
+        if matrix[v, n - 1]:
+            channels[v] = interior + (1 if correction > 0 else 0)
+            correction -= 1
+    for v in range(n - 3, 0, -1):
+        if not matrix[v, n - 1]:
+            channels[v] = max([channels[v]] + [channels[d] for d in range(v + 1, n - 1) if matrix[v, d]])
+    return channels
+
+
+class Module(nn.Module):
+    """One NB101 cell instance: vertices sum truncated predecessors and a 1x1 projection of the input;
+    the output concatenates the vertices feeding it and adds a projection of the input."""
+
+    def __init__(self, matrix: np.ndarray, ops: Sequence[str], c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.matrix = matrix
+        self.channels = vertex_channels(c_in, c_out, matrix)
+        n = matrix.shape[0]
+        self.vertex_ops = nn.ModuleList([nn.Identity()])
+        self.projections = nn.ModuleList([nn.Identity()])
+        for v in range(1, n):
+            self.projections.append(ConvBnRelu(c_in, self.channels[v], 1) if matrix[0, v] else nn.Identity())
+            if v < n - 1:
+                c = self.channels[v]
+                op = ops[v]
+                self.vertex_ops.append(ConvBnRelu(c, c, 3) if op == CONV3X3 else ConvBnRelu(c, c, 1)
+                                       if op == CONV1X1 else nn.MaxPool2d(3, stride=1, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.matrix.shape[0]
+        tensors = [x]
+        for v in range(1, n - 1):
+            inputs = [tensors[u][:, : self.channels[v]] for u in range(1, v) if self.matrix[u, v]]
+            if self.matrix[0, v]:
+                inputs.append(self.projections[v](x))
+            tensors.append(self.vertex_ops[v](sum(inputs)))
+        fan_in = [tensors[v] for v in range(1, n - 1) if self.matrix[v, n - 1]]
+        if not fan_in:
+            return self.projections[n - 1](x)
+        out = torch.cat(fan_in, dim=1) if len(fan_in) > 1 else fan_in[0]
+        return out + self.projections[n - 1](x) if self.matrix[0, n - 1] else out
+
+
+class NB101Network(nn.Module):
+    """3x3 stem (128 channels), stacks of modules with 2x2 max-pool downsampling that doubles the
+    channels between stacks, global average pooling and a dense classifier."""
+
+    def __init__(self, matrix: np.ndarray, ops: Sequence[str], stem_channels: int = 128, num_stacks: int = 3,
+                 modules_per_stack: int = 3, num_classes: int = 10) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [ConvBnRelu(3, stem_channels, 3)]
+        channels = stem_channels
+        for stack in range(num_stacks):
+            c_out = channels
+            if stack > 0:
+                layers.append(nn.MaxPool2d(2, stride=2))
+                c_out = channels * 2
+            for _ in range(modules_per_stack):
+                layers.append(Module(matrix, ops, channels, c_out))
+                channels = c_out
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).mean(dim=(2, 3)))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class NasBench101Space(SearchSpace):
+    """The NAS-Bench-101 cell space (423,624 unique cells) with the CIFAR-10 network.
+
+    ``restrict_to_table: true`` limits sampling and mutation to the cells of the NB101 tables in the
+    data directory (the shared tables hold a subset of the space).
+    """
+
+    name = "nasbench101"
+
+    def __init__(self, restrict_to_table: bool = False, data_dir: str | None = None, stem_channels: int = 128,
+                 num_stacks: int = 3, modules_per_stack: int = 3, num_classes: int = 10) -> None:
+        for key, value in (("stem_channels", stem_channels), ("num_stacks", num_stacks),
+                           ("modules_per_stack", modules_per_stack), ("num_classes", num_classes)):
+            if value < 1:
+                raise ValueError(f"{key} must be >= 1, got {value}")
+        self.restrict_to_table = restrict_to_table
+        self.data_dir = data_dir
+        self.network = {"stem_channels": stem_channels, "num_stacks": num_stacks,
+                        "modules_per_stack": modules_per_stack, "num_classes": num_classes}
+        if restrict_to_table:
+            _ = self.table_cells
+
+    @cached_property
+    def table_cells(self) -> tuple[list[NB101Cell], dict[str, int]]:
+        """Cells of the data directory's NB101 tables and their position by hash."""
+        from nassearch.nb101_table import load_nb101_table
+
+        table = load_nb101_table(self.data_dir)
+        cells = [cell_from_table(a, o) for a, o in zip(table["adjacency"], table["ops"])]
+        return cells, {h: i for i, h in enumerate(table["hash"])}
+
+    # validity, identity, strings ----------------------------------------------------------
+
+    def validate(self, cell: NB101Cell) -> None:
+        """Raise InvalidArchitecture unless ``cell`` is a valid NB101 cell."""
+        if not isinstance(cell, NB101Cell):
+            raise InvalidArchitecture(f"NAS-Bench-101 architecture must be an NB101Cell, got {type(cell).__name__}")
+        check_cell(cell)
+
+    def is_valid(self, cell: NB101Cell) -> bool:
+        try:
+            self.validate(cell)
+        except InvalidArchitecture:
+            return False
+        return True
+
+    def canonical(self, cell: NB101Cell) -> NB101Cell:
+        """The pruned cell (what the network and the hash see)."""
+        matrix, ops = check_cell(cell)
+        return NB101Cell.from_arrays(matrix, ops)
+
+    def key(self, cell: NB101Cell) -> str:
+        matrix, ops = check_cell(cell)
+        return nb101_hash(matrix, [HASH_LABEL[op] for op in ops])
+
+    def to_str(self, cell: NB101Cell) -> str:
+        self.validate(cell)
+        return format_cell(cell)
+
+    def from_str(self, text: str) -> NB101Cell:
+        cell = parse_cell(text)
+        self.validate(cell)
+        return cell
+
+    # sampling and variation ---------------------------------------------------------------
+
+    def sample(self, rng: np.random.Generator) -> NB101Cell:
+        """NB101's random sampling: a random upper-triangular 7x7 matrix and random interior ops,
+        redrawn until valid (from the table's cells, uniformly, when restricted)."""
+        if self.restrict_to_table:
+            cells, _ = self.table_cells
+            return cells[int(rng.integers(len(cells)))]
+        while True:
+            matrix = np.triu(rng.integers(0, 2, size=(MAX_VERTICES, MAX_VERTICES)), 1)
+            ops = (INPUT, *(OPS[i] for i in rng.integers(0, len(OPS), size=MAX_VERTICES - 2)), OUTPUT)
+            cell = NB101Cell.from_arrays(matrix, ops)
+            if self.is_valid(cell):
+                return cell
+
+    def mutate(self, cell: NB101Cell, rng: np.random.Generator) -> NB101Cell:
+        """``propose_mutation`` redrawn until the child is valid, of a different fingerprint, and (when
+        restricted) in the table."""
+        old_key = self.key(cell)
+        while True:
+            child = propose_mutation(cell, rng)
+            if not self.is_valid(child):
+                continue
+            key = self.key(child)
+            if key != old_key and (not self.restrict_to_table or key in self.table_cells[1]):
+                return child
+
+    # encoding, network, cost --------------------------------------------------------------
+
+    def encode(self, cell: NB101Cell) -> ArchGraph:
+        """The pruned cell padded to 7 nodes: ``pad`` nodes (no edges) sit before the output."""
+        matrix, ops = check_cell(cell)
+        n = len(ops)
+        order = list(range(n - 1)) + [MAX_VERTICES - 1]
+        adjacency = np.zeros((MAX_VERTICES, MAX_VERTICES), dtype=np.uint8)
+        adjacency[np.ix_(order, order)] = matrix
+        names = list(ops[:-1]) + ["pad"] * (MAX_VERTICES - n) + [OUTPUT]
+        mask = np.array([name != "pad" for name in names], dtype=np.float32)
+        return ArchGraph(ops=[GRAPH_VOCAB.index(o) for o in names], adjacency=adjacency, op_vocab=GRAPH_VOCAB,
+                         node_attrs={"mask": mask})
+
+    def build_model(self, cell: NB101Cell, **overrides: Any) -> NB101Network:
+        matrix, ops = check_cell(cell)
+        return NB101Network(matrix, ops, **{**self.network, **overrides})
+
+    def cost(self, cell: NB101Cell) -> ModelCost:
+        return model_cost(self.build_model(cell), (3, 32, 32))
+
+    def enumerate(self) -> Iterator[NB101Cell]:
+        """Every unique cell (one representative per fingerprint; computed once, then cached in
+        ``~/.cache/nassearch``), or the table's cells when restricted."""
+        if self.restrict_to_table:
+            return iter(self.table_cells[0])
+        from spaces.nasbench101_enumeration import DEFAULT_CACHE, enumerate_cells
+
+        return iter(enumerate_cells(cache=DEFAULT_CACHE.expanduser()).cells())
+
+    def size(self) -> int:
+        return len(self.table_cells[0]) if self.restrict_to_table else 423_624
+
+
+def propose_mutation(cell: NB101Cell, rng: np.random.Generator) -> NB101Cell:
+    """One mutation draw (not checked for validity): each upper-triangular edge flips with probability
+    1/14, each interior op changes to another op with probability 1/10."""
+    n = cell.num_vertices
+    flips = (rng.random((n, n)) < EDGE_MUTATION_PROB) & np.triu(np.ones((n, n), dtype=bool), 1)
+    matrix = np.where(flips, 1 - cell.array(), cell.array())
+    ops = list(cell.ops)
+    for v in range(1, n - 1):
+        if rng.random() < OP_MUTATION_PROB:
+            others = [op for op in OPS if op != ops[v]]
+            ops[v] = others[int(rng.integers(len(others)))]
+    return NB101Cell.from_arrays(matrix, ops)
+
+
+def cell_from_table(adjacency: str, ops: str) -> NB101Cell:
+    """A cell from the tables' encoding: 49-char padded adjacency (V x V top-left block) and V ops."""
+    names = ops.split(",")
+    v = len(names)
+    full = np.array([int(b) for b in adjacency], dtype=np.int64).reshape(MAX_VERTICES, MAX_VERTICES)
+    return NB101Cell.from_arrays(full[:v, :v], names)
