@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(throughput)
     throughput.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 1000, 100000])
     throughput.add_argument("--rounds", type=int, default=5)
+    predictors = bench_commands.add_parser("predictors", help="predictor rank correlation (Kendall, Spearman) "
+                                                              "and fit/predict time vs train size")
+    _add_config_args(predictors)
     return parser
 
 
@@ -174,6 +177,8 @@ def cmd_spaces(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.bench_command == "predictors":
+        return cmd_bench_predictors(args)
     from nassearch.benchmarks import evaluator_throughput, format_throughput
     from nassearch.runner import build_components
 
@@ -182,6 +187,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     rows = evaluator_throughput(parts.space, parts.evaluator, args.batch_sizes, args.rounds, config.seed)
     print(format_throughput(rows, f"{config.evaluator['name']} on {config.space['name']}: "
                                   f"median of {args.rounds} rounds"))
+    return 0
+
+
+def cmd_bench_predictors(args: argparse.Namespace) -> int:
+    from nassearch.predictor_bench import run_predictor_bench
+
+    logging.getLogger("nassearch.predictor_bench").setLevel(logging.INFO)  # one progress line per cell
+    try:
+        outcome = run_predictor_bench(args.config, args.overrides, data_dir=args.data_dir)
+    except KeyboardInterrupt:
+        print("nassearch: interrupted; finished cells are in results.csv: rerun the same command to continue",
+              file=sys.stderr)
+        return 130
+    print(outcome.table)
+    print(f"\nresults: {outcome.run_dir}  (results.csv, results.md, config.yaml, plots/scatter_*.png)")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Figures: search curves (incumbent metric vs queries, mean ± std over seeds)."""
+"""Figures: search curves (incumbent metric vs queries, mean ± std over seeds) and predictor scatter plots."""
 
 from __future__ import annotations
 
@@ -36,6 +36,23 @@ def plot_search_curves(curves: dict[str, np.ndarray], metric: str, path: str | P
     ax.set_ylabel(f"{metric} of best-so-far architecture")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_prediction_scatter(predicted: np.ndarray, true: np.ndarray, path: str | Path, title: str,
+                            target: str, metric: str) -> Path:
+    """Predicted ``target`` vs true ``metric``, one dot per architecture."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(5.0, 5.0), dpi=120)
+    ax.scatter(true, predicted, s=2, alpha=0.3, linewidths=0, rasterized=True)
+    ax.set_xlabel(f"true {metric}")
+    ax.set_ylabel(f"predicted {target}")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

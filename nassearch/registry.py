@@ -42,7 +42,12 @@ SEARCHERS = Registry("searcher", {
     "random_search": "searchers.random_search:RandomSearch",
     "regularized_evolution": "searchers.regularized_evolution:RegularizedEvolution",
 })
-PREDICTORS = Registry("predictor", {})
+PREDICTORS = Registry("predictor", {
+    "gcn": "nassearch.predictors.gcn:GCNPredictor",
+    "mlp": "nassearch.predictors.mlp:MLPPredictor",
+    "tnasp": "nassearch.predictors.tnasp:TNASPPredictor",
+    "xgb": "nassearch.predictors.xgb:XGBPredictor",
+})
 EXECUTORS = Registry("executor", {
     "serial": "nassearch.executors:SerialExecutor",
 })

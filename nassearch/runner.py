@@ -44,23 +44,23 @@ class Components:
 
     space: SearchSpace
     evaluator: Evaluator
-    predictor: Any
     executor: Any
 
 
 def build_components(config: cfg.RunConfig, data_dir: str | None = None) -> Components:
-    """Instantiate space, evaluator, predictor and executor, and check the metrics the config names."""
+    """Instantiate space, evaluator and executor, and check the metrics the config names."""
     space = cfg.build_component("space", config.space, data_dir=data_dir)
     evaluator = cfg.build_component("evaluator", config.evaluator, space=space, data_dir=data_dir)
     cfg.check_metrics(config, evaluator.metrics, config.evaluator["name"])
-    predictor = cfg.build_component("predictor", config.predictor) if config.predictor else None
     executor = cfg.build_component("executor", config.executor)
-    return Components(space, evaluator, predictor, executor)
+    return Components(space, evaluator, executor)
 
 
 def build_searcher(config: cfg.RunConfig, parts: Components, seed: int) -> Searcher:
+    """The seed's searcher, with a fresh predictor of that seed when the config names one."""
+    predictor = cfg.build_component("predictor", config.predictor, seed=seed) if config.predictor else None
     return cfg.build_component("searcher", config.searcher, space=parts.space, objectives=config.objectives,
-                               seed=seed, predictor=parts.predictor)
+                               seed=seed, predictor=predictor)
 
 
 def _batch_size(budget: dict[str, Any], history: Sequence[Trial]) -> int:

@@ -111,5 +111,12 @@ def test_metrics_are_checked_against_the_evaluator():
 def test_shipped_experiments_validate():
     from pathlib import Path
 
-    for path in sorted(Path(__file__).resolve().parents[1].joinpath("experiments").glob("*.yaml")):
-        cfg.load(path)
+    from nassearch.predictor_bench import load_raw, validate_bench
+
+    paths = sorted(Path(__file__).resolve().parents[1].joinpath("experiments").glob("*.yaml"))
+    assert len(paths) >= 7
+    for path in paths:
+        if path.name.startswith("bench_predictors"):
+            validate_bench(load_raw(path))
+        else:
+            cfg.load(path)

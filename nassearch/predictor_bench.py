@@ -1,0 +1,465 @@
+"""Predictor benchmark (``nassearch bench predictors CONFIG``): rank correlation of surrogate predictors.
+
+Protocol. The population is every architecture the evaluator answers (``space.enumerate()``; its size
+must equal the evaluator's table, e.g. NB201's 15,625 cells or the 11,000 cells of the shared NB101
+table with ``restrict_to_table: true``). Every architecture is encoded once. For each predictor, train
+size N and seed s in ``seed .. seed + seeds - 1``: N training architectures are drawn without
+replacement by ``np.random.default_rng([s, N])``; a fresh predictor (built with ``seed=s``) is fit on
+their ``target`` metric and predicts the whole population in one call. Kendall's tau and Spearman's rho
+of the predictions against ``test_metric`` are reported on (a) the held-out architectures and (b) all
+architectures (training set included), with fit and predict wall times.
+
+Outputs in ``output.dir/name/``: ``results.csv`` (one row per predictor x N x seed), ``results.md``
+(mean ± std over seeds), the resolved ``config.yaml`` and ``plots/scatter_<predictor>.png``
+(predicted vs true on the held-out architectures, largest N, first seed).
+
+Resumability: each cell's row is appended to ``results.csv`` as soon as it finishes, and a cell whose
+(predictor, train_size, seed) row is already there is skipped; so rerunning a killed benchmark with the
+same config continues where it stopped. Space, evaluator, metrics and the settings of a predictor must
+not change between runs in one directory (train sizes, seeds and predictors may be added).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import logging
+import multiprocessing
+import time
+from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from scipy import stats
+
+from nassearch import config as cfg
+from nassearch.config import _reject_unknown, _typed
+from nassearch.errors import ConfigError, RunDirError
+from nassearch.graph import ArchGraph
+from nassearch.plots import plot_prediction_scatter
+from nassearch.predictors.base import Predictor
+
+log = logging.getLogger(__name__)
+
+TOP_LEVEL = ("name", "seed", "space", "evaluator", "benchmark", "output")
+BENCHMARK_KEYS = ("train_sizes", "seeds", "target", "test_metric", "predictors", "workers")
+BENCHMARK_DEFAULTS: dict[str, Any] = {"seeds": 5, "target": "val_acc", "test_metric": "test_acc", "workers": 2}
+OUTPUT_DEFAULTS: dict[str, Any] = {"dir": "runs"}
+COLUMNS = ("predictor", "train_size", "seed", "kendall_heldout", "spearman_heldout", "kendall_all",
+           "spearman_all", "fit_s", "predict_s", "predict_archs_per_s")
+#: Architectures evaluated one by one to check that the table values line up with the population.
+ALIGNMENT_CHECKS = 5
+
+PredictorFactory = Callable[[dict[str, Any], int], Predictor]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """A validated predictor-benchmark config with every default filled in."""
+
+    name: str
+    seed: int
+    space: dict[str, Any]
+    evaluator: dict[str, Any]
+    benchmark: dict[str, Any]
+    output: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for YAML (what ``config.yaml`` holds)."""
+        return copy.deepcopy({"name": self.name, "seed": self.seed, "space": self.space,
+                              "evaluator": self.evaluator, "benchmark": self.benchmark, "output": self.output})
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(range(self.seed, self.seed + self.benchmark["seeds"]))
+
+
+@dataclass
+class BenchOutcome:
+    """What ``run_predictor_bench`` returns: its directory, the config's rows, the table, cells computed."""
+
+    run_dir: Path
+    rows: list[dict[str, Any]]
+    table: str
+    computed: int
+
+
+# ---------------------------------------------------------------------------------------------
+# Config
+
+
+def validate_bench(raw: dict[str, Any], resolve_predictors: bool = True) -> BenchConfig:
+    """Check a raw benchmark config and fill in defaults; raise ConfigError naming the key.
+
+    With ``resolve_predictors=False`` predictor sections only need a ``name`` (an injected factory
+    builds them, so the registry is not consulted).
+    """
+    raw = copy.deepcopy(raw)
+    _reject_unknown(raw, TOP_LEVEL, "", " at the top level")
+    for required in ("name", "space", "evaluator", "benchmark"):
+        if raw.get(required) is None:
+            raise ConfigError(f"{required}: missing; a predictor benchmark needs {', '.join(TOP_LEVEL[:5])}")
+    name = _typed("name", raw["name"], str)
+    if not cfg.NAME_PATTERN.match(name):
+        raise ConfigError(f"name: {name!r} may only contain letters, digits, '_', '.', '-'")
+    seed = _typed("seed", raw.get("seed", 0), int)
+    if seed < 0:
+        raise ConfigError(f"seed: must be >= 0, got {seed}")
+    output = raw.get("output") or {}
+    if not isinstance(output, dict):
+        raise ConfigError("output: expected a mapping, e.g. output: {dir: runs}")
+    _reject_unknown(output, list(OUTPUT_DEFAULTS), "output")
+    output = {**OUTPUT_DEFAULTS, **output}
+    _typed("output.dir", output["dir"], str)
+    return BenchConfig(name=name, seed=seed, space=cfg.resolve_component("space", raw["space"]),
+                       evaluator=cfg.resolve_component("evaluator", raw["evaluator"]),
+                       benchmark=_benchmark(raw["benchmark"], resolve_predictors), output=output)
+
+
+def _benchmark(raw: Any, resolve_predictors: bool) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError("benchmark: expected a mapping, e.g. benchmark: {train_sizes: [100], predictors: [xgb]}")
+    _reject_unknown(raw, BENCHMARK_KEYS, "benchmark")
+    for required in ("train_sizes", "predictors"):
+        if raw.get(required) is None:
+            raise ConfigError(f"benchmark.{required}: missing")
+    bench = {**BENCHMARK_DEFAULTS, **raw}
+    sizes = _typed("benchmark.train_sizes", bench["train_sizes"], list[int])
+    if not sizes or min(sizes) < 2 or len(set(sizes)) != len(sizes):
+        raise ConfigError(f"benchmark.train_sizes: expected distinct integers >= 2, got {sizes}")
+    if _typed("benchmark.seeds", bench["seeds"], int) < 1:
+        raise ConfigError(f"benchmark.seeds: must be >= 1, got {bench['seeds']}")
+    if _typed("benchmark.workers", bench["workers"], int) < 1:
+        raise ConfigError(f"benchmark.workers: must be >= 1, got {bench['workers']}")
+    _typed("benchmark.target", bench["target"], str)
+    _typed("benchmark.test_metric", bench["test_metric"], str)
+    bench["predictors"] = _predictors(bench["predictors"], resolve_predictors)
+    return bench
+
+
+def _predictors(raw: Any, resolve: bool) -> list[dict[str, Any]]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("benchmark.predictors: expected a non-empty list, e.g. [{name: gcn, epochs: 300}]")
+    specs: list[dict[str, Any]] = []
+    for i, spec in enumerate(raw):
+        where = f"benchmark.predictors[{i}]"
+        spec = {"name": spec} if isinstance(spec, str) else spec
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise ConfigError(f"{where}: expected a mapping with a 'name' key, e.g. {{name: gcn}}")
+        spec = dict(spec)
+        label = spec.pop("label", None) or spec["name"]
+        if resolve:
+            try:
+                spec = cfg.resolve_component("predictor", spec)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+        if label in {s["label"] for s in specs}:
+            raise ConfigError(f"{where}: predictor {label!r} is listed twice; give variants a distinct 'label'")
+        specs.append({**spec, "label": label})
+    return specs
+
+
+def load_raw(config: str | Path | dict[str, Any], overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """A raw config (from a YAML path or a mapping) with ``--set`` overrides applied."""
+    if isinstance(config, dict):
+        raw = copy.deepcopy(config)
+        for override in overrides:
+            cfg.apply_override(raw, override)
+        return raw
+    return cfg.read_config(config, list(overrides))
+
+
+# ---------------------------------------------------------------------------------------------
+# Population
+
+
+@dataclass
+class Population:
+    """Every architecture the evaluator answers, encoded once, with its target and test values."""
+
+    graphs: list[ArchGraph]
+    target: np.ndarray
+    test: np.ndarray
+
+
+def build_population(config: BenchConfig, data_dir: str | None) -> Population:
+    """Build space and evaluator, enumerate and encode the population, look up both metrics."""
+    space = cfg.build_component("space", config.space, data_dir=data_dir)
+    evaluator = cfg.build_component("evaluator", config.evaluator, space=space, data_dir=data_dir)
+    for key in ("target", "test_metric"):
+        metric = config.benchmark[key]
+        if evaluator.reference_values(metric) is None:
+            raise ConfigError(f"benchmark.{key}: {metric!r} is not a table metric of evaluator "
+                              f"{config.evaluator['name']!r}; available: {', '.join(evaluator.metrics)}")
+    table_size = len(evaluator.reference_values(config.benchmark["target"]))
+    if space.size() != table_size:
+        raise ConfigError(f"space: {config.space['name']} has {space.size():,} architectures but evaluator "
+                          f"{config.evaluator['name']!r} answers {table_size:,}; the benchmark needs the "
+                          "space to be exactly the table (nasbench101: set restrict_to_table: true)")
+    archs = list(space.enumerate())
+    metrics = [config.benchmark["target"], config.benchmark["test_metric"]]
+    values = _aligned_values(evaluator, archs, metrics)
+    log.info("population: %d architectures; encoding", len(archs))
+    return Population([space.encode(a) for a in archs], *values)
+
+
+def _aligned_values(evaluator: Any, archs: list[Any], metrics: list[str]) -> list[np.ndarray]:
+    """Each metric over ``archs`` in their order: the evaluator's table when it is in enumeration order
+    (checked by evaluating a few architectures), else every architecture evaluated in one batch."""
+    tables = [evaluator.reference_values(m) for m in metrics]
+    probe = np.linspace(0, len(archs) - 1, ALIGNMENT_CHECKS).astype(int)
+    results = evaluator.evaluate_batch([archs[i] for i in probe])
+    if all(r.metrics[m] == t[i] for i, r in zip(probe, results) for m, t in zip(metrics, tables)):
+        return tables
+    log.info("evaluator table is not in enumeration order: evaluating all %d architectures", len(archs))
+    results = evaluator.evaluate_batch(archs)
+    values = [np.array([r.metrics[m] for r in results]) for m in metrics]
+    if not all(np.array_equal(np.sort(v), np.sort(t)) for v, t in zip(values, tables)):
+        raise ConfigError("space: the enumerated architectures are not exactly the evaluator's table")
+    return values
+
+
+# ---------------------------------------------------------------------------------------------
+# One cell
+
+
+def train_indices(population_size: int, train_size: int, seed: int) -> np.ndarray:
+    """The training architectures of cell (N, seed): drawn without replacement by rng([seed, N])."""
+    return np.random.default_rng([seed, train_size]).choice(population_size, train_size, replace=False)
+
+
+def _correlations(pred: np.ndarray, true: np.ndarray) -> tuple[float, float]:
+    return float(stats.kendalltau(pred, true).statistic), float(stats.spearmanr(pred, true).statistic)
+
+
+@contextmanager
+def _single_thread():
+    """torch on one thread: a cell's numbers must not depend on how many workers run beside it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run_cell(predictor: Predictor, population: Population, train_size: int,
+             seed: int) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """Fit on N sampled architectures, predict all (torch on one thread); return metrics, predictions
+    and the held-out mask."""
+    train = train_indices(len(population.graphs), train_size, seed)
+    with _single_thread():
+        start = time.perf_counter()
+        predictor.fit([population.graphs[i] for i in train], population.target[train])
+        fit_s = time.perf_counter() - start
+        start = time.perf_counter()
+        pred = np.asarray(predictor.predict(population.graphs), dtype=float)
+        predict_s = time.perf_counter() - start
+    if pred.shape != population.test.shape:
+        raise ValueError(f"predictor returned shape {pred.shape} for {len(population.graphs)} graphs")
+    heldout = np.ones(len(pred), dtype=bool)
+    heldout[train] = False
+    tau_h, rho_h = _correlations(pred[heldout], population.test[heldout])
+    tau_a, rho_a = _correlations(pred, population.test)
+    return ({"kendall_heldout": tau_h, "spearman_heldout": rho_h, "kendall_all": tau_a, "spearman_all": rho_a,
+             "fit_s": fit_s, "predict_s": predict_s, "predict_archs_per_s": len(pred) / max(predict_s, 1e-12)},
+            pred, heldout)
+
+
+# ---------------------------------------------------------------------------------------------
+# Results file
+
+
+def _parse_row(row: dict[str, str | None]) -> dict[str, Any] | None:
+    """A CSV row with typed values, or None for a malformed (e.g. half-written) row."""
+    try:
+        return {"predictor": row["predictor"], "train_size": int(row["train_size"]), "seed": int(row["seed"]),
+                **{c: float(row[c]) for c in COLUMNS[3:]}}
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
+def load_results(path: Path) -> list[dict[str, Any]]:
+    """The well-formed rows of ``results.csv`` (none when it does not exist)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        rows = [_parse_row(r) for r in csv.DictReader(handle)]
+    return [r for r in rows if r is not None]
+
+
+def _write_results(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def _append_result(path: Path, row: dict[str, Any]) -> None:
+    with path.open("a", newline="") as handle:
+        csv.DictWriter(handle, COLUMNS).writerow(row)
+
+
+def _cell_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The config values a finished cell's numbers depend on (besides its predictor's settings)."""
+    return {"space": config["space"], "evaluator": config["evaluator"],
+            "benchmark.target": config["benchmark"]["target"],
+            "benchmark.test_metric": config["benchmark"]["test_metric"]}
+
+
+def _check_resumable(run_dir: Path, config: BenchConfig) -> None:
+    """Refuse a directory whose stored config would make its finished cells differ from this config's."""
+    stored_path = run_dir / "config.yaml"
+    if not stored_path.is_file():
+        return
+    stored = yaml.safe_load(stored_path.read_text())
+    old, new = _cell_settings(stored), _cell_settings(config.to_dict())
+    for key in new:
+        if old[key] != new[key]:
+            raise RunDirError(f"{run_dir} was benchmarked with another {key} ({stored_path}); "
+                              "choose another name or output.dir")
+    old_predictors = {p.get("label", p["name"]): p for p in stored["benchmark"]["predictors"]}
+    for spec in config.benchmark["predictors"]:
+        if spec["label"] in old_predictors and old_predictors[spec["label"]] != spec:
+            raise RunDirError(f"{run_dir} holds results of predictor {spec['label']!r} with other settings "
+                              f"({stored_path}); choose another name or output.dir")
+
+
+# ---------------------------------------------------------------------------------------------
+# Table
+
+
+def _mean_std(values: list[float], digits: str) -> str:
+    return f"{np.mean(values):{digits}} ± {np.std(values):{digits}}"
+
+
+def format_results(config: BenchConfig, rows: list[dict[str, Any]]) -> str:
+    """Markdown table: mean ± std over seeds per predictor and train size."""
+    header = ["predictor", "N", "seeds", "kendall held-out", "spearman held-out", "kendall all", "fit s",
+              "predict archs/s"]
+    lines = [f"### {config.name}: {config.space['name']} / {config.evaluator['name']}, train on "
+             f"{config.benchmark['target']}, rank against {config.benchmark['test_metric']}", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for spec in config.benchmark["predictors"]:
+        for size in config.benchmark["train_sizes"]:
+            cell = [r for r in rows if r["predictor"] == spec["label"] and r["train_size"] == size]
+            if not cell:
+                continue
+            column = {c: [r[c] for r in cell] for c in COLUMNS[3:]}
+            lines.append("| " + " | ".join([
+                spec["label"], str(size), str(len(cell)), _mean_std(column["kendall_heldout"], ".3f"),
+                _mean_std(column["spearman_heldout"], ".3f"), _mean_std(column["kendall_all"], ".3f"),
+                _mean_std(column["fit_s"], ".3g"), _mean_std(column["predict_archs_per_s"], ",.0f")]) + " |")
+    return "\n".join(lines)
+
+
+def measure_speed(bench: BenchConfig, population: Population, factory: PredictorFactory,
+                  single_calls: int = 200) -> str:
+    """Markdown table of prediction speed with all torch threads: encode + predict the whole population
+    in one call (archs/s), and one architecture per call (ms). Each predictor is fit on the smallest
+    train size first (speed does not depend on the weights)."""
+    size = min(bench.benchmark["train_sizes"])
+    train = train_indices(len(population.graphs), size, bench.seed)
+    lines = [f"### prediction speed ({torch.get_num_threads()} threads, {len(population.graphs):,} architectures)",
+             "", "| predictor | batch: all, archs/s | batch 1, ms per arch |", "|---|---|---|"]
+    for spec in bench.benchmark["predictors"]:
+        predictor = factory(spec, bench.seed).fit([population.graphs[i] for i in train], population.target[train])
+        start = time.perf_counter()
+        predictor.predict(population.graphs)
+        batch_all = len(population.graphs) / (time.perf_counter() - start)
+        start = time.perf_counter()
+        for graph in population.graphs[:single_calls]:
+            predictor.predict([graph])
+        batch_one = (time.perf_counter() - start) / single_calls * 1e3
+        lines.append(f"| {spec['label']} | {batch_all:,.0f} | {batch_one:.3f} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver
+
+
+def _default_factory(spec: dict[str, Any], seed: int) -> Predictor:
+    return cfg.build_component("predictor", {k: v for k, v in spec.items() if k != "label"}, seed=seed)
+
+
+def run_predictor_bench(config: str | Path | dict[str, Any], overrides: Sequence[str] = (),
+                        data_dir: str | Path | None = None,
+                        predictor_factory: PredictorFactory | None = None) -> BenchOutcome:
+    """Run (or continue) the predictor benchmark a config describes; write CSV, markdown, config, plots.
+
+    ``predictor_factory(spec, seed)`` builds each cell's predictor (default: the predictor registry);
+    when it is given, predictor sections are passed to it without checking them against the registry.
+    """
+    bench = validate_bench(load_raw(config, overrides), resolve_predictors=predictor_factory is None)
+    factory = predictor_factory or _default_factory
+    run_dir = Path(bench.output["dir"]) / bench.name
+    _check_resumable(run_dir, bench)
+    population = build_population(bench, None if data_dir is None else str(data_dir))
+    too_big = [n for n in bench.benchmark["train_sizes"] if n >= len(population.graphs)]
+    if too_big:
+        raise ConfigError(f"benchmark.train_sizes: {too_big} leave no held-out architectures "
+                          f"(population {len(population.graphs):,})")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(bench.to_dict(), sort_keys=False))
+    results_path = run_dir / "results.csv"
+    rows = load_results(results_path)
+    _write_results(results_path, rows)
+    done = {(r["predictor"], r["train_size"], r["seed"]) for r in rows}
+    scatter_cell = (max(bench.benchmark["train_sizes"]), bench.seed)
+    jobs = [(spec, size, seed, (size, seed) == scatter_cell) for spec in bench.benchmark["predictors"]
+            for size in sorted(bench.benchmark["train_sizes"], reverse=True) for seed in bench.seeds
+            if (spec["label"], size, seed) not in done]
+    computed = 0
+    for spec, size, seed, metrics, kept in _run_jobs(jobs, population, factory, bench.benchmark["workers"]):
+        log.info("%s N=%d seed=%d: kendall held-out %.4f, fit %.2f s, predict %.2f s", spec["label"], size, seed,
+                 metrics["kendall_heldout"], metrics["fit_s"], metrics["predict_s"])
+        if kept is not None:
+            _plot_scatter(bench, spec["label"], size, seed, metrics, *kept, population, run_dir)
+        row = {"predictor": spec["label"], "train_size": size, "seed": seed, **metrics}
+        _append_result(results_path, row)
+        rows.append(row)
+        computed += 1
+    wanted = {(p["label"], n, s) for p in bench.benchmark["predictors"] for n in bench.benchmark["train_sizes"]
+              for s in bench.seeds}
+    rows = [r for r in rows if (r["predictor"], r["train_size"], r["seed"]) in wanted]
+    table = format_results(bench, rows) + "\n\n" + measure_speed(bench, population, factory)
+    (run_dir / "results.md").write_text(table + "\n")
+    return BenchOutcome(run_dir, rows, table, computed)
+
+
+_WORKER_STATE: tuple[Population, PredictorFactory] | None = None
+
+
+def _cell_job(job: tuple[dict[str, Any], int, int, bool]) -> tuple[Any, ...]:
+    """Run one cell in this process; keep predictions only for the cell that gets the scatter plot."""
+    spec, size, seed, keep = job
+    population, factory = _WORKER_STATE
+    metrics, pred, heldout = run_cell(factory(spec, seed), population, size, seed)
+    return spec, size, seed, metrics, (pred, heldout) if keep else None
+
+
+def _run_jobs(jobs: list, population: Population, factory: PredictorFactory, workers: int):
+    """Yield finished cells; with several workers, forked processes share the encoded population."""
+    global _WORKER_STATE
+    _WORKER_STATE = (population, factory)
+    if workers == 1 or len(jobs) <= 1:
+        yield from map(_cell_job, jobs)
+        return
+    with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
+        yield from pool.imap_unordered(_cell_job, jobs)
+
+
+def _plot_scatter(bench: BenchConfig, name: str, size: int, seed: int, metrics: dict[str, float],
+                  pred: np.ndarray, heldout: np.ndarray, population: Population, run_dir: Path) -> None:
+    plot_prediction_scatter(
+        pred[heldout], population.test[heldout], run_dir / "plots" / f"scatter_{name}.png",
+        f"{name}, N={size}, seed {seed}: kendall {metrics['kendall_heldout']:.3f} "
+        f"on {int(heldout.sum()):,} held-out", bench.benchmark["target"], bench.benchmark["test_metric"])

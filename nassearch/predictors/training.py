@@ -1,0 +1,164 @@
+"""The shared predictor trainer: optimiser, warm-up + decay schedule, losses, EMA, best-epoch selection.
+
+Weight decay applies to weight matrices only (not to biases or normalisation parameters). Losses: mean
+squared error, the pairwise logistic ranking loss (NAR eq. 9: for every pair with y_i > y_j,
+log(1 + exp(-(s_i - s_j)))), their sum, and an optional predictor-specific term. With a validation set,
+the epoch with the lowest validation MSE is kept (and training stops after ``patience`` epochs without
+improvement, when set); with ``ema_decay``, the exponential moving average of the weights is what is
+evaluated and returned.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+Inputs = dict[str, torch.Tensor]
+ExtraLoss = Callable[[nn.Module, Inputs, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How a predictor network is trained (defaults: the Neural Predictor / TNASP recipe)."""
+
+    epochs: int = 300
+    batch_size: int = 10
+    lr: float = 1e-4
+    weight_decay: float = 1e-3
+    optimizer: Literal["adam", "adamw"] = "adam"
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_fraction: float = 0.0
+    loss: Literal["mse", "ranking", "mse+ranking"] = "mse"
+    ranking_weight: float = 1.0
+    ema_decay: float | None = None
+    patience: int | None = None
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ValueError("lr must be > 0 and weight_decay >= 0")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ValueError(f"warmup_fraction must lie in [0, 1), got {self.warmup_fraction}")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ValueError(f"ema_decay must lie in (0, 1), got {self.ema_decay}")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; otherwise the named device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def pairwise_ranking_loss(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean of log(1 + exp(-(s_i - s_j))) over pairs with targets[i] > targets[j] (0 when none)."""
+    better = targets[:, None] > targets[None, :]
+    if not better.any():
+        return scores.sum() * 0.0
+    margins = scores[:, None] - scores[None, :]
+    return nn.functional.softplus(-margins[better]).mean()
+
+
+def _loss(settings: TrainSettings, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    mse = nn.functional.mse_loss(scores, targets)
+    if settings.loss == "mse":
+        return mse
+    ranking = pairwise_ranking_loss(scores, targets) * settings.ranking_weight
+    return ranking if settings.loss == "ranking" else mse + ranking
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight matrices decay; biases, norms and other vectors do not."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_lambda(settings: TrainSettings, total_steps: int) -> Callable[[int], float]:
+    """Linear warm-up for ``warmup_fraction`` of the steps, then cosine / linear decay to 0 (or constant)."""
+    warmup = int(settings.warmup_fraction * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        if settings.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        if settings.schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        return 1.0
+
+    return factor
+
+
+def _take(inputs: Inputs, index: torch.Tensor) -> Inputs:
+    return {k: v[index] for k, v in inputs.items()}
+
+
+@torch.no_grad()
+def predict_scores(model: nn.Module, inputs: Inputs, batch_size: int = 256) -> torch.Tensor:
+    """Forward ``inputs`` in batches in eval mode; scores on the CPU, shape (n,). Batches of a few hundred
+    keep intermediate tensors small enough to be reused by the allocator, which on CPU beats larger ones."""
+    model.eval()
+    n = next(iter(inputs.values())).shape[0]
+    device = next(model.parameters()).device
+    out = [model(**{k: v[i:i + batch_size].to(device) for k, v in inputs.items()}).float().cpu()
+           for i in range(0, n, batch_size)]
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def train(model: nn.Module, inputs: Inputs, targets: torch.Tensor, settings: TrainSettings, seed: int,
+          val: tuple[Inputs, torch.Tensor] | None = None, extra_loss: ExtraLoss | None = None) -> nn.Module:
+    """Train ``model`` (forward(**inputs) -> scores (B,)) on normalised targets; return the trained model
+    (EMA weights when configured, the best validation epoch when ``val`` is given)."""
+    device = resolve_device(settings.device)
+    model.to(device)
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    targets = targets.to(device)
+    n = targets.shape[0]
+    steps_per_epoch = math.ceil(n / settings.batch_size)
+    optimizer_cls = torch.optim.AdamW if settings.optimizer == "adamw" else torch.optim.Adam
+    optimizer = optimizer_cls(parameter_groups(model, settings.weight_decay), lr=settings.lr, fused=True)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(settings, settings.epochs * steps_per_epoch))
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(settings.ema_decay)) if settings.ema_decay else None
+    generator = torch.Generator().manual_seed(seed)
+    best_loss, best_state, stale = math.inf, None, 0
+    for _ in range(settings.epochs):
+        model.train()
+        order = torch.randperm(n, generator=generator).to(device)
+        for start in range(0, n, settings.batch_size):
+            index = order[start:start + settings.batch_size]
+            batch, batch_targets = _take(inputs, index), targets[index]
+            scores = model(**batch)
+            loss = _loss(settings, scores, batch_targets)
+            if extra_loss is not None:
+                loss = loss + extra_loss(model, batch, scores, batch_targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
+        if val is not None:
+            evaluated = ema.module if ema is not None else model
+            val_loss = nn.functional.mse_loss(predict_scores(evaluated, val[0]), val[1].cpu()).item()
+            if val_loss < best_loss:
+                best_loss, best_state, stale = val_loss, copy.deepcopy(evaluated.state_dict()), 0
+            else:
+                stale += 1
+                if settings.patience is not None and stale >= settings.patience:
+                    break
+    final = ema.module if ema is not None else model
+    if best_state is not None:
+        final.load_state_dict(best_state)
+    final.eval()
+    return final

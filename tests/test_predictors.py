@@ -1,0 +1,190 @@
+"""Predictors and their shared machinery, on synthetic graphs whose target is a known function."""
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import kendalltau
+
+from nassearch.graph import ArchGraph
+from nassearch.predictors.encoders import flat_features, laplacian_eigenvectors, stack_graphs
+from nassearch.predictors.gcn import GCNPredictor
+from nassearch.predictors.mlp import MLPPredictor
+from nassearch.predictors.tnasp import TNASPPredictor, softmax_last
+from nassearch.predictors.training import TrainSettings, lr_lambda, pairwise_ranking_loss, parameter_groups
+from nassearch.predictors.xgb import XGBPredictor
+
+VOCAB = ("input", "conv", "pool", "skip", "output")
+PREDICTORS_DIR = Path(__file__).resolve().parents[1] / "nassearch" / "predictors"
+
+
+def random_dag(rng: np.random.Generator, nodes: int = 7) -> ArchGraph:
+    adjacency = np.triu(rng.random((nodes, nodes)) < 0.4, 1).astype(np.uint8)
+    adjacency[np.arange(nodes - 1), np.arange(1, nodes)] = 1  # a chain keeps every node connected
+    ops = np.concatenate([[0], rng.integers(1, 4, nodes - 2), [4]])
+    return ArchGraph(ops=ops, adjacency=adjacency, op_vocab=VOCAB)
+
+
+def known_target(graph: ArchGraph) -> float:
+    """Convolutions are good and pools bad, the more so the deeper they sit; each node's fan-in adds a little."""
+    names = np.array(graph.op_names())
+    weight = np.select([names == "conv", names == "pool"], [2.0, -1.0], 0.0)
+    depth = 1.0 + np.arange(graph.num_nodes) / 10
+    return float((weight * depth).sum() + 0.25 * graph.adjacency.sum())
+
+
+def cell_like(rng: np.random.Generator, shapes: list[np.ndarray]) -> ArchGraph:
+    """One of a few fixed topologies (like a cell space's shapes) with random interior operations."""
+    adjacency = shapes[int(rng.integers(len(shapes)))]
+    ops = np.concatenate([[0], rng.integers(1, 4, len(adjacency) - 2), [4]])
+    return ArchGraph(ops=ops, adjacency=adjacency, op_vocab=VOCAB)
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    rng = np.random.default_rng(0)
+    shapes = [random_dag(rng).adjacency for _ in range(4)]
+    graphs = [cell_like(rng, shapes) for _ in range(1500)]
+    y = np.array([known_target(g) for g in graphs])
+    return graphs[:500], y[:500], graphs[500:], y[500:]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: XGBPredictor(seed=0, n_estimators=300),
+    lambda: MLPPredictor(seed=0, epochs=60),
+    lambda: GCNPredictor(seed=0, epochs=60, lr=1e-3),
+    lambda: TNASPPredictor(seed=0, epochs=60, lr=1e-3),
+], ids=["xgb", "mlp", "gcn", "tnasp"])
+def test_each_predictor_learns_a_known_function_of_the_graph(make, synthetic):
+    train_graphs, train_y, test_graphs, test_y = synthetic
+    predictor = make().fit(train_graphs, train_y)
+    predictions = predictor.predict(test_graphs)
+    assert predictions.shape == (len(test_graphs),)
+    assert kendalltau(predictions, test_y).statistic > 0.9
+    assert abs(predictions.mean() - test_y.mean()) < 0.5 * test_y.std()  # original scale, not z-scores
+
+
+def test_same_seed_same_predictions_other_seed_differs(synthetic):
+    train_graphs, train_y, test_graphs, _ = synthetic
+    a = GCNPredictor(seed=3, epochs=3).fit(train_graphs, train_y).predict(test_graphs)
+    b = GCNPredictor(seed=3, epochs=3).fit(train_graphs, train_y).predict(test_graphs)
+    c = GCNPredictor(seed=4, epochs=3).fit(train_graphs, train_y).predict(test_graphs)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_fitting_does_not_touch_the_global_torch_random_state(synthetic):
+    train_graphs, train_y, _, _ = synthetic
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    MLPPredictor(seed=0, epochs=1).fit(train_graphs, train_y)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_predictors_never_import_spaces_evaluators_or_searchers():
+    for path in PREDICTORS_DIR.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
+        imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        assert not [m for m in imported if m.split(".")[0] in ("spaces", "evaluators", "searchers")], path.name
+
+
+# ------------------------------------------------------------------------------------------ encoders
+
+
+def test_flat_features_are_one_hot_ops_then_upper_triangle():
+    graph = ArchGraph(ops=[0, 1, 4], adjacency=[[0, 1, 1], [0, 0, 1], [0, 0, 0]], op_vocab=VOCAB)
+    features = flat_features([graph])[0]
+    np.testing.assert_array_equal(features[:15].reshape(3, 5), np.eye(5)[[0, 1, 4]])
+    np.testing.assert_array_equal(features[15:], [1, 1, 1])
+
+
+def test_stack_graphs_pads_and_masks():
+    small = ArchGraph(ops=[0, 4], adjacency=[[0, 1], [0, 0]], op_vocab=VOCAB)
+    large = ArchGraph(ops=[0, 2, 4], adjacency=[[0, 1, 0], [0, 0, 1], [0, 0, 0]], op_vocab=VOCAB)
+    batch = stack_graphs([small, large])
+    assert batch.ops.tolist() == [[0, 4, -1], [0, 2, 4]]
+    assert batch.mask.tolist() == [[1, 1, 0], [1, 1, 1]]
+    assert batch.one_hot[0, 2].sum() == 0 and batch.adjacency[0, 0, 1] == 1
+    with pytest.raises(ValueError, match="share an operation vocabulary"):
+        stack_graphs([small, ArchGraph(ops=[0, 1], adjacency=[[0, 1], [0, 0]], op_vocab=("a", "b"))])
+
+
+def test_laplacian_eigenvectors_solve_the_normalised_laplacian():
+    batch = stack_graphs([random_dag(np.random.default_rng(i), 6) for i in range(4)], max_nodes=7)
+    vectors = laplacian_eigenvectors(batch.adjacency, batch.mask).astype(np.float64)
+    for a, m, v in zip(batch.adjacency, batch.mask, vectors):
+        n = int(m.sum())
+        sym = np.maximum(a, a.T)[:n, :n]
+        d = sym.sum(1)
+        lap = np.eye(n) - sym / np.sqrt(np.outer(d, d))
+        real = v[:n, :n]
+        values = np.diag(real.T @ lap @ real)
+        np.testing.assert_allclose(lap @ real, real * values, atol=1e-5)
+        np.testing.assert_allclose(real.max(axis=0), np.abs(real).max(axis=0), atol=1e-6)  # sign: peak positive
+        assert np.all(v[n:] == 0)
+
+
+# ------------------------------------------------------------------------------------------ trainer
+
+
+def test_pairwise_ranking_loss_on_a_hand_example():
+    scores = torch.tensor([2.0, 0.0, 1.0])
+    targets = torch.tensor([3.0, 1.0, 2.0])
+    pairs = [(0, 1), (0, 2), (2, 1)]  # (better, worse)
+    expected = np.mean([np.log1p(np.exp(-(scores[i] - scores[j]).item())) for i, j in pairs])
+    assert pairwise_ranking_loss(scores, targets).item() == pytest.approx(expected)
+    assert pairwise_ranking_loss(scores, torch.ones(3)).item() == 0.0
+
+
+def test_schedule_warms_up_then_decays():
+    cosine = lr_lambda(TrainSettings(warmup_fraction=0.1, schedule="cosine"), 100)
+    assert [cosine(i) for i in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert cosine(10) == pytest.approx(1.0) and cosine(55) == pytest.approx(0.5) and cosine(100) == pytest.approx(0.0)
+    linear = lr_lambda(TrainSettings(schedule="linear"), 10)
+    assert [linear(i) for i in (0, 5, 10)] == pytest.approx([1.0, 0.5, 0.0])
+
+
+def test_weight_decay_skips_biases_and_norms():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 1))
+    decay, no_decay = parameter_groups(model, 0.01)
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert {p.shape for p in decay["params"]} == {torch.Size([4, 3]), torch.Size([1, 4])}
+    assert len(no_decay["params"]) == 4  # two biases, the norm's weight and bias
+
+
+def test_validation_selects_the_best_epoch_and_ema_is_used(synthetic):
+    train_graphs, train_y, test_graphs, test_y = synthetic
+    val = (test_graphs[:100], test_y[:100])
+    predictor = MLPPredictor(seed=0, epochs=15)
+    predictor.settings = TrainSettings(epochs=15, batch_size=10, lr=1e-3, ema_decay=0.9, patience=3)
+    predictor.fit(train_graphs, train_y, val=val)
+    assert kendalltau(predictor.predict(val[0]), val[1]).statistic > 0.8
+
+
+def test_tnasp_self_evolution_pulls_predictions_toward_validation_targets(synthetic):
+    train_graphs, train_y, test_graphs, test_y = synthetic
+    val = (test_graphs[:200], test_y[:200])
+    plain = TNASPPredictor(seed=0, epochs=5, lr=1e-3).fit(train_graphs[:100], train_y[:100])
+    evolved = TNASPPredictor(seed=0, epochs=5, lr=1e-3, self_evolution_epochs=5).fit(
+        train_graphs[:100], train_y[:100], val=val)
+    error = lambda p: np.mean((p.predict(val[0]) - val[1]) ** 2)  # noqa: E731
+    assert error(evolved) < error(plain)
+
+
+def test_gcn_two_stage_ranks_rejected_architectures_last(synthetic):
+    train_graphs, train_y, test_graphs, _ = synthetic
+    predictor = GCNPredictor(seed=0, epochs=20, lr=1e-3, two_stage=True).fit(train_graphs, train_y)
+    scores = predictor.predict(test_graphs)
+    probability = predictor.classifier(**predictor.featurize(test_graphs)).detach().numpy()
+    accepted = probability >= 0.5
+    assert accepted.any() and (~accepted).any()
+    assert scores[~accepted].max() < scores[accepted].min()
+
+
+def test_softmax_last_matches_torch():
+    scores = torch.randn(5, 4, 8, 8)
+    torch.testing.assert_close(softmax_last(scores), scores.softmax(dim=-1))
