@@ -19,6 +19,13 @@ from nassearch.model_cost import ModelCost
 Arch = Hashable
 
 
+def require_positive(**values: int) -> None:
+    """Raise ValueError naming the first of ``values`` that is below 1 (network sizes, counts)."""
+    for key, value in values.items():
+        if value < 1:
+            raise ValueError(f"{key} must be >= 1, got {value}")
+
+
 class SearchSpace(ABC):
     """A space of architectures: sampling, variation, encoding, strings, networks and costs."""
 

@@ -27,7 +27,7 @@ from torch import nn
 from nassearch.errors import InvalidArchitecture
 from nassearch.graph import ArchGraph
 from nassearch.model_cost import ModelCost, model_cost
-from spaces.base import SearchSpace
+from spaces.base import SearchSpace, require_positive
 
 INPUT, OUTPUT = "input", "output"
 CONV3X3, CONV1X1, MAXPOOL3X3 = "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3"
@@ -241,10 +241,8 @@ class NasBench101Space(SearchSpace):
 
     def __init__(self, restrict_to_table: bool = False, data_dir: str | None = None, stem_channels: int = 128,
                  num_stacks: int = 3, modules_per_stack: int = 3, num_classes: int = 10) -> None:
-        for key, value in (("stem_channels", stem_channels), ("num_stacks", num_stacks),
-                           ("modules_per_stack", modules_per_stack), ("num_classes", num_classes)):
-            if value < 1:
-                raise ValueError(f"{key} must be >= 1, got {value}")
+        require_positive(stem_channels=stem_channels, num_stacks=num_stacks, modules_per_stack=modules_per_stack,
+                         num_classes=num_classes)
         self.restrict_to_table = restrict_to_table
         self.data_dir = data_dir
         self.network = {"stem_channels": stem_channels, "num_stacks": num_stacks,

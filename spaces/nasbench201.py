@@ -21,7 +21,7 @@ from torch import nn
 from nassearch.errors import InvalidArchitecture
 from nassearch.graph import ArchGraph
 from nassearch.model_cost import ModelCost, model_cost
-from spaces.base import SearchSpace
+from spaces.base import SearchSpace, require_positive
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 #: (source node, destination node) of each edge, in the order of the official string.
@@ -203,10 +203,8 @@ class NasBench201Space(SearchSpace):
 
     def __init__(self, channels: int = 16, cells_per_stage: int = 5, num_classes: int = 10,
                  input_size: int = 32) -> None:
-        for key, value in (("channels", channels), ("cells_per_stage", cells_per_stage),
-                           ("num_classes", num_classes), ("input_size", input_size)):
-            if value < 1:
-                raise ValueError(f"{key} must be >= 1, got {value}")
+        require_positive(channels=channels, cells_per_stage=cells_per_stage, num_classes=num_classes,
+                         input_size=input_size)
         self.channels = channels
         self.cells_per_stage = cells_per_stage
         self.num_classes = num_classes

@@ -91,7 +91,8 @@ class GCNPredictor(NeuralPredictor):
     def make_network(self, inputs: Inputs) -> nn.Module:
         return GCNNetwork(inputs["one_hot"].shape[2], self.width, self.layers, self.hidden, self.dropout)
 
-    def fit(self, graphs, y, val=None):
+    def fit(self, graphs: Sequence[ArchGraph], y: np.ndarray,
+            val: tuple[Sequence[ArchGraph], np.ndarray] | None = None) -> GCNPredictor:
         if not self.two_stage:
             return super().fit(graphs, y, val)
         y = np.asarray(y, dtype=np.float64)
@@ -103,7 +104,7 @@ class GCNPredictor(NeuralPredictor):
                                     self.classifier_settings, self.seed + 1)
         return super().fit([g for g, k in zip(graphs, good) if k], y[good])
 
-    def predict(self, graphs):
+    def predict(self, graphs: Sequence[ArchGraph]) -> np.ndarray:
         scores = super().predict(graphs)
         if not self.two_stage:
             return scores

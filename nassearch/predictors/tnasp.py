@@ -113,7 +113,8 @@ class TNASPPredictor(NeuralPredictor):
         return TNASPNetwork(self.vocab_size, self.max_nodes, self.dim, self.layers, self.heads, self.hidden,
                             self.dropout)
 
-    def fit(self, graphs, y, val=None):
+    def fit(self, graphs: Sequence[ArchGraph], y: np.ndarray,
+            val: tuple[Sequence[ArchGraph], np.ndarray] | None = None) -> TNASPPredictor:
         self.vocab_size = len(graphs[0].op_vocab)
         self.max_nodes = max(g.num_nodes for g in graphs)
         super().fit(graphs, y)
