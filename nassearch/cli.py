@@ -61,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("path", help="nasbench_only108.tfrecord or nasbench_full.tfrecord (no TensorFlow needed)")
     importer.add_argument("--out", default=None, help="output table (default: DATA_DIR/nasbench101/nb101_official.csv.gz)")
     importer.add_argument("--data-dir", default=None)
+    measure = data_commands.add_parser("measure-latency", help="time sampled networks (NB201, NB101, torchvision) "
+                                                               "on this CPU; write graphs + latencies (.npz)")
+    measure.add_argument("--out", required=True, help="output .npz (a LatencyDataset)")
+    measure.add_argument("--count", type=int, default=300, help="number of networks (default 300)")
+    measure.add_argument("--seed", type=int, default=0)
+    measure.add_argument("--warmup", type=int, default=10, help="untimed forward passes per network")
+    measure.add_argument("--repeats", type=int, default=20, help="timed forward passes per network (median)")
+    measure.add_argument("--threads", type=int, default=1, help="torch CPU threads while timing")
 
     spaces = commands.add_parser("spaces", help="search spaces: list, enumerate, verify against the tables")
     space_commands = spaces.add_subparsers(dest="spaces_command", required=True)
@@ -83,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     predictors = bench_commands.add_parser("predictors", help="predictor rank correlation (Kendall, Spearman) "
                                                               "and fit/predict time vs train size")
     _add_config_args(predictors)
+    latency = bench_commands.add_parser("latency", help="latency predictors: MAPE, Acc(5%%), Acc(10%%), Kendall "
+                                                        "on NB201 devices or a measured latency dataset")
+    _add_config_args(latency)
+    latency.add_argument("--workers", type=int, default=None, help="worker processes (default: benchmark.workers)")
+    latency.add_argument("--overwrite", action="store_true", help="delete the benchmark directory's results first")
     return parser
 
 
@@ -131,6 +144,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     from nassearch import data
 
+    if args.data_command == "measure-latency":
+        return cmd_data_measure_latency(args)
     if args.data_command == "import":
         from nassearch.nb101_import import import_nasbench101
 
@@ -150,6 +165,22 @@ def cmd_data(args: argparse.Namespace) -> int:
         print(f"{status.spec.name:<{width}}  {status.state:<8}  {status.spec.path}  ({status.spec.source})")
     corrupt = [s for s in statuses if s.state.startswith("corrupt")]
     return EXIT_USER_ERROR if corrupt else 0
+
+
+def cmd_data_measure_latency(args: argparse.Namespace) -> int:
+    from nassearch.latency_dataset import build_cpu_latency_dataset, family_counts
+
+    if args.count < 1 or args.repeats < 1 or args.warmup < 0 or args.threads < 1:
+        raise NassearchError("measure-latency needs --count >= 1, --repeats >= 1, --warmup >= 0, --threads >= 1")
+    logging.getLogger("nassearch.latency_dataset").setLevel(logging.INFO)  # a progress line every 10 networks
+    start = time.perf_counter()
+    dataset = build_cpu_latency_dataset(args.count, args.seed, warmup=args.warmup, repeats=args.repeats,
+                                        threads=args.threads)
+    out = dataset.save(args.out)
+    families = ", ".join(f"{name} {n}" for name, n in family_counts(dataset).items())
+    print(f"{len(dataset)} networks ({families}); median latency {dataset.latency_ms.min():.2f}-"
+          f"{dataset.latency_ms.max():.2f} ms on {dataset.device}; {time.perf_counter() - start:.0f} s -> {out}")
+    return 0
 
 
 def cmd_spaces(args: argparse.Namespace) -> int:
@@ -179,6 +210,8 @@ def cmd_spaces(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.bench_command == "predictors":
         return cmd_bench_predictors(args)
+    if args.bench_command == "latency":
+        return cmd_bench_latency(args)
     from nassearch.benchmarks import evaluator_throughput, format_throughput
     from nassearch.runner import build_components
 
@@ -196,6 +229,22 @@ def cmd_bench_predictors(args: argparse.Namespace) -> int:
     logging.getLogger("nassearch.predictor_bench").setLevel(logging.INFO)  # one progress line per cell
     try:
         outcome = run_predictor_bench(args.config, args.overrides, data_dir=args.data_dir)
+    except KeyboardInterrupt:
+        print("nassearch: interrupted; finished cells are in results.csv: rerun the same command to continue",
+              file=sys.stderr)
+        return 130
+    print(outcome.table)
+    print(f"\nresults: {outcome.run_dir}  (results.csv, results.md, config.yaml, plots/scatter_*.png)")
+    return 0
+
+
+def cmd_bench_latency(args: argparse.Namespace) -> int:
+    from nassearch.latency_bench import run_latency_bench
+
+    logging.getLogger("nassearch.latency_bench").setLevel(logging.INFO)  # one progress line per cell
+    try:
+        outcome = run_latency_bench(args.config, args.overrides, data_dir=args.data_dir, workers=args.workers,
+                                    overwrite=args.overwrite)
     except KeyboardInterrupt:
         print("nassearch: interrupted; finished cells are in results.csv: rerun the same command to continue",
               file=sys.stderr)

@@ -66,3 +66,12 @@ class ArchGraph:
         out = np.zeros((self.num_nodes, len(self.op_vocab)), dtype=np.float32)
         out[np.arange(self.num_nodes), self.ops] = 1.0
         return out
+
+
+# Whole-network graphs (one node per layer, for latency prediction) carry these per-node attributes in
+# ``node_attrs["layer"]`` (float array (num_nodes, 12), NaN where a layer has no such attribute: e.g. a
+# ReLU has no kernel, a flattened output has no height/width), and these ``graph_attrs``.
+LAYER_ATTRIBUTES: tuple[str, ...] = (
+    "kernel", "stride", "padding", "dilation", "groups", "bias", "perm", "output_padding",
+    "out_batch", "out_channels", "out_height", "out_width")
+STATIC_PROPERTIES: tuple[str, ...] = ("batch_size", "flops", "params", "memory_access")

@@ -284,27 +284,29 @@ def _parse_row(row: dict[str, str | None]) -> dict[str, Any] | None:
         return None
 
 
-def load_results(path: Path) -> list[dict[str, Any]]:
-    """The well-formed rows of ``results.csv`` (none when it does not exist)."""
+def load_results(path: Path, parse: Callable[[dict[str, str | None]], dict[str, Any] | None] = _parse_row
+                 ) -> list[dict[str, Any]]:
+    """The well-formed rows of ``results.csv`` (none when it does not exist); ``parse`` types a row or
+    returns None for a malformed one."""
     if not path.is_file():
         return []
     with path.open(newline="") as handle:
-        rows = [_parse_row(r) for r in csv.DictReader(handle)]
+        rows = [parse(r) for r in csv.DictReader(handle)]
     return [r for r in rows if r is not None]
 
 
-def _write_results(path: Path, rows: list[dict[str, Any]]) -> None:
+def _write_results(path: Path, rows: list[dict[str, Any]], columns: Sequence[str] = COLUMNS) -> None:
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, COLUMNS)
+        writer = csv.DictWriter(handle, columns)
         writer.writeheader()
         writer.writerows(rows)
     tmp.replace(path)
 
 
-def _append_result(path: Path, row: dict[str, Any]) -> None:
+def _append_result(path: Path, row: dict[str, Any], columns: Sequence[str] = COLUMNS) -> None:
     with path.open("a", newline="") as handle:
-        csv.DictWriter(handle, COLUMNS).writerow(row)
+        csv.DictWriter(handle, columns).writerow(row)
 
 
 def _cell_settings(config: dict[str, Any]) -> dict[str, Any]:
@@ -360,25 +362,38 @@ def format_results(config: BenchConfig, rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _ms_per_arch(call: Callable[[list[ArchGraph]], Any], chunks: list[list[ArchGraph]]) -> float:
+    start = time.perf_counter()
+    for chunk in chunks:
+        call(chunk)
+    return (time.perf_counter() - start) / sum(map(len, chunks)) * 1e3
+
+
 def measure_speed(bench: BenchConfig, population: Population, factory: PredictorFactory,
-                  single_calls: int = 200) -> str:
-    """Markdown table of prediction speed with all torch threads: encode + predict the whole population
-    in one call (archs/s), and one architecture per call (ms). Each predictor is fit on the smallest
-    train size first (speed does not depend on the weights)."""
+                  single_calls: int = 200, batch: int = 1024) -> str:
+    """Markdown table of prediction speed with all torch threads: the whole population in one ``predict``
+    call (archs/s), and ms per architecture at batch 1 and ``batch``, split into encoding (``featurize``,
+    for predictors that have one; "–" and the whole call otherwise) and the rest. Each predictor is fit
+    on the smallest train size first (speed does not depend on the weights)."""
     size = min(bench.benchmark["train_sizes"])
     train = train_indices(len(population.graphs), size, bench.seed)
-    lines = [f"### prediction speed ({torch.get_num_threads()} threads, {len(population.graphs):,} architectures)",
-             "", "| predictor | batch: all, archs/s | batch 1, ms per arch |", "|---|---|---|"]
+    graphs = population.graphs
+    ones = [[g] for g in graphs[:single_calls]]
+    batches = [graphs[i:i + batch] for i in range(0, min(len(graphs), 4 * batch), batch)]
+    lines = [f"### prediction speed ({torch.get_num_threads()} threads, {len(graphs):,} architectures)", "",
+             f"| predictor | all in one call, archs/s | batch 1: encode ms | batch 1: predict ms | batch {batch}: "
+             f"encode ms/arch | batch {batch}: predict ms/arch |", "|---|---|---|---|---|---|"]
     for spec in bench.benchmark["predictors"]:
-        predictor = factory(spec, bench.seed).fit([population.graphs[i] for i in train], population.target[train])
+        predictor = factory(spec, bench.seed).fit([graphs[i] for i in train], population.target[train])
         start = time.perf_counter()
-        predictor.predict(population.graphs)
-        batch_all = len(population.graphs) / (time.perf_counter() - start)
-        start = time.perf_counter()
-        for graph in population.graphs[:single_calls]:
-            predictor.predict([graph])
-        batch_one = (time.perf_counter() - start) / single_calls * 1e3
-        lines.append(f"| {spec['label']} | {batch_all:,.0f} | {batch_one:.3f} |")
+        predictor.predict(graphs)
+        batch_all = len(graphs) / (time.perf_counter() - start)
+        cells = [f"{batch_all:,.0f}"]
+        for chunks in (ones, batches):
+            total = _ms_per_arch(predictor.predict, chunks)
+            encode = _ms_per_arch(predictor.featurize, chunks) if hasattr(predictor, "featurize") else None
+            cells += ["–", f"{total:.4f}"] if encode is None else [f"{encode:.4f}", f"{total - encode:.4f}"]
+        lines.append(f"| {spec['label']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -435,7 +450,7 @@ def run_predictor_bench(config: str | Path | dict[str, Any], overrides: Sequence
     return BenchOutcome(run_dir, rows, table, computed)
 
 
-_WORKER_STATE: tuple[Population, PredictorFactory] | None = None
+_WORKER_STATE: tuple[Any, PredictorFactory] | None = None
 
 
 def _cell_job(job: tuple[dict[str, Any], int, int, bool]) -> tuple[Any, ...]:
@@ -446,15 +461,17 @@ def _cell_job(job: tuple[dict[str, Any], int, int, bool]) -> tuple[Any, ...]:
     return spec, size, seed, metrics, (pred, heldout) if keep else None
 
 
-def _run_jobs(jobs: list, population: Population, factory: PredictorFactory, workers: int):
-    """Yield finished cells; with several workers, forked processes share the encoded population."""
+def _run_jobs(jobs: list, population: Any, factory: PredictorFactory, workers: int,
+              job: Callable[[Any], Any] = _cell_job):
+    """Yield ``job(j)`` for each job as it finishes; ``job`` reads ``(population, factory)`` from
+    ``_WORKER_STATE``. With several workers, forked processes share the encoded population."""
     global _WORKER_STATE
     _WORKER_STATE = (population, factory)
     if workers == 1 or len(jobs) <= 1:
-        yield from map(_cell_job, jobs)
+        yield from map(job, jobs)
         return
     with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
-        yield from pool.imap_unordered(_cell_job, jobs)
+        yield from pool.imap_unordered(job, jobs)
 
 
 def _plot_scatter(bench: BenchConfig, name: str, size: int, seed: int, metrics: dict[str, float],

@@ -45,6 +45,9 @@ SEARCHERS = Registry("searcher", {
 PREDICTORS = Registry("predictor", {
     "gcn": "nassearch.predictors.gcn:GCNPredictor",
     "mlp": "nassearch.predictors.mlp:MLPPredictor",
+    "narformer": "nassearch.predictors.narformer:NARFormerPredictor",
+    "narformer_v2": "nassearch.predictors.narformer_v2:NARFormerV2Predictor",
+    "static_xgb": "nassearch.predictors.static_xgb:StaticXGBPredictor",
     "tnasp": "nassearch.predictors.tnasp:TNASPPredictor",
     "xgb": "nassearch.predictors.xgb:XGBPredictor",
 })

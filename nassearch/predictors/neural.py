@@ -37,6 +37,10 @@ class NeuralPredictor(Predictor):
     def make_network(self, inputs: Inputs) -> nn.Module:
         """A fresh network for inputs shaped like ``inputs``; forward returns scores (B,)."""
 
+    def featurize_train(self, graphs: Sequence[ArchGraph]) -> Inputs:
+        """The training inputs (``featurize`` unless a predictor adds e.g. augmented views)."""
+        return self.featurize(graphs)
+
     def extra_loss(self) -> ExtraLoss | None:
         """A predictor-specific loss term added to every training step (none by default)."""
         return None
@@ -50,7 +54,7 @@ class NeuralPredictor(Predictor):
         if len(graphs) != len(y) or len(y) < 2:
             raise ValueError(f"fit needs at least 2 graphs with one target each, got {len(graphs)} and {len(y)}")
         self.mean, self.std = float(y.mean()), float(y.std()) or 1.0
-        inputs = self.featurize(graphs)
+        inputs = self.featurize_train(graphs)
         val_tensors = (self.featurize(val[0]), self._scaled(val[1])) if val is not None else None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)

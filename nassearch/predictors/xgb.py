@@ -27,12 +27,16 @@ class XGBPredictor(Predictor):
                        "min_child_weight": min_child_weight, "seed": seed, "tree_method": "exact", "nthread": 1}
         self.booster: xgboost.Booster | None = None
 
+    def features(self, graphs: Sequence[ArchGraph]) -> np.ndarray:
+        """The matrix the trees read, one row per graph (subclasses choose other features)."""
+        return flat_features(graphs)
+
     def fit(self, graphs: Sequence[ArchGraph], y: np.ndarray, val=None) -> XGBPredictor:
-        data = xgboost.DMatrix(flat_features(graphs), label=np.asarray(y, dtype=np.float64))
+        data = xgboost.DMatrix(self.features(graphs), label=np.asarray(y, dtype=np.float64))
         self.booster = xgboost.train(self.params, data, num_boost_round=self.rounds)
         return self
 
     def predict(self, graphs: Sequence[ArchGraph]) -> np.ndarray:
         if self.booster is None:
             raise RuntimeError("XGBPredictor.predict called before fit")
-        return self.booster.predict(xgboost.DMatrix(flat_features(graphs))).astype(np.float64)
+        return self.booster.predict(xgboost.DMatrix(self.features(graphs))).astype(np.float64)
