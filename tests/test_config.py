@@ -111,6 +111,7 @@ def test_metrics_are_checked_against_the_evaluator():
 def test_shipped_experiments_validate():
     from pathlib import Path
 
+    from nassearch.latency_bench import validate_latency_bench
     from nassearch.predictor_bench import load_raw, validate_bench
 
     paths = sorted(Path(__file__).resolve().parents[1].joinpath("experiments").glob("*.yaml"))
@@ -118,5 +119,7 @@ def test_shipped_experiments_validate():
     for path in paths:
         if path.name.startswith("bench_predictors"):
             validate_bench(load_raw(path))
+        elif path.name.startswith("bench_latency"):
+            validate_latency_bench(load_raw(path))
         else:
             cfg.load(path)
