@@ -11,7 +11,9 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from nassearch import __version__
 from nassearch import config as cfg
@@ -223,12 +225,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench_predictors(args: argparse.Namespace) -> int:
-    from nassearch.predictor_bench import run_predictor_bench
-
-    logging.getLogger("nassearch.predictor_bench").setLevel(logging.INFO)  # one progress line per cell
+def _print_bench(run: Callable[[], Any], logger: str) -> int:
+    """Run a resumable benchmark (one progress line per cell on stderr) and print its table."""
+    logging.getLogger(logger).setLevel(logging.INFO)
     try:
-        outcome = run_predictor_bench(args.config, args.overrides, data_dir=args.data_dir)
+        outcome = run()
     except KeyboardInterrupt:
         print("nassearch: interrupted; finished cells are in results.csv: rerun the same command to continue",
               file=sys.stderr)
@@ -236,22 +237,21 @@ def cmd_bench_predictors(args: argparse.Namespace) -> int:
     print(outcome.table)
     print(f"\nresults: {outcome.run_dir}  (results.csv, results.md, config.yaml, plots/scatter_*.png)")
     return 0
+
+
+def cmd_bench_predictors(args: argparse.Namespace) -> int:
+    from nassearch.predictor_bench import run_predictor_bench
+
+    return _print_bench(lambda: run_predictor_bench(args.config, args.overrides, data_dir=args.data_dir),
+                        "nassearch.predictor_bench")
 
 
 def cmd_bench_latency(args: argparse.Namespace) -> int:
     from nassearch.latency_bench import run_latency_bench
 
-    logging.getLogger("nassearch.latency_bench").setLevel(logging.INFO)  # one progress line per cell
-    try:
-        outcome = run_latency_bench(args.config, args.overrides, data_dir=args.data_dir, workers=args.workers,
-                                    overwrite=args.overwrite)
-    except KeyboardInterrupt:
-        print("nassearch: interrupted; finished cells are in results.csv: rerun the same command to continue",
-              file=sys.stderr)
-        return 130
-    print(outcome.table)
-    print(f"\nresults: {outcome.run_dir}  (results.csv, results.md, config.yaml, plots/scatter_*.png)")
-    return 0
+    return _print_bench(lambda: run_latency_bench(args.config, args.overrides, data_dir=args.data_dir,
+                                                  workers=args.workers, overwrite=args.overwrite),
+                        "nassearch.latency_bench")
 
 
 COMMANDS = {"run": cmd_run, "plot": cmd_plot, "eval": cmd_eval, "data": cmd_data, "spaces": cmd_spaces,

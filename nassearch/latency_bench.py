@@ -55,7 +55,6 @@ import numpy as np
 import yaml
 from scipy import stats
 
-from nassearch import config as cfg
 from nassearch import predictor_bench as pb
 from nassearch.config import _reject_unknown, _typed
 from nassearch.errors import ConfigError, DataError, RunDirError
@@ -155,24 +154,7 @@ def validate_latency_bench(raw: dict[str, Any], resolve_predictors: bool = True)
     builds them).
     """
     raw = copy.deepcopy(raw)
-    if not isinstance(raw, dict):
-        raise ConfigError(f"a latency benchmark config is a mapping of {', '.join(TOP_LEVEL)}")
-    _reject_unknown(raw, TOP_LEVEL, "", " at the top level")
-    for required in ("name", "benchmark"):
-        if raw.get(required) is None:
-            raise ConfigError(f"{required}: missing; a latency benchmark needs {', '.join(TOP_LEVEL)}")
-    name = _typed("name", raw["name"], str)
-    if not cfg.NAME_PATTERN.match(name):
-        raise ConfigError(f"name: {name!r} may only contain letters, digits, '_', '.', '-'")
-    seed = _typed("seed", raw.get("seed", 0), int)
-    if seed < 0:
-        raise ConfigError(f"seed: must be >= 0, got {seed}")
-    output = raw.get("output") or {}
-    if not isinstance(output, dict):
-        raise ConfigError("output: expected a mapping, e.g. output: {dir: runs}")
-    _reject_unknown(output, list(pb.OUTPUT_DEFAULTS), "output")
-    output = {**pb.OUTPUT_DEFAULTS, **output}
-    _typed("output.dir", output["dir"], str)
+    name, seed, output = pb.validate_header(raw, TOP_LEVEL, ("name", "benchmark"), "a latency benchmark")
     return LatencyBenchConfig(name=name, seed=seed, benchmark=_benchmark(raw["benchmark"], resolve_predictors),
                               output=output)
 
@@ -416,24 +398,6 @@ def _cell_settings(config: dict[str, Any]) -> dict[str, Any]:
             "benchmark.test_size": config["benchmark"]["test_size"]}
 
 
-def _check_resumable(run_dir: Path, bench: LatencyBenchConfig) -> None:
-    """Refuse a directory whose stored config would make its finished cells differ from this config's."""
-    stored_path = run_dir / "config.yaml"
-    if not stored_path.is_file():
-        return
-    stored = yaml.safe_load(stored_path.read_text())
-    old, new = _cell_settings(stored), _cell_settings(bench.to_dict())
-    for key in new:
-        if old[key] != new[key]:
-            raise RunDirError(f"{run_dir} was benchmarked with another {key} ({stored_path}); "
-                              "choose another name or output.dir, or pass --overwrite")
-    old_predictors = {p.get("label", p["name"]): p for p in stored["benchmark"]["predictors"]}
-    for spec in bench.benchmark["predictors"]:
-        if spec["label"] in old_predictors and old_predictors[spec["label"]] != spec:
-            raise RunDirError(f"{run_dir} holds results of predictor {spec['label']!r} with other settings "
-                              f"({stored_path}); choose another name or output.dir, or pass --overwrite")
-
-
 def _clear_run_dir(run_dir: Path) -> None:
     """``--overwrite``: delete a previous benchmark directory (one holding a config.yaml), nothing else."""
     if not run_dir.exists():
@@ -599,7 +563,7 @@ def run_latency_bench(config: str | Path | dict[str, Any], overrides: Sequence[s
     factory = predictor_factory or pb._default_factory
     run_dir = Path(bench.output["dir"]) / bench.name
     if not overwrite:
-        _check_resumable(run_dir, bench)
+        pb.check_resumable(run_dir, bench, _cell_settings, "choose another name or output.dir, or pass --overwrite")
     data = load_source(bench, data_dir)
     _check_split_sizes(bench, data)
     if overwrite:

@@ -93,17 +93,16 @@ class BenchOutcome:
 # Config
 
 
-def validate_bench(raw: dict[str, Any], resolve_predictors: bool = True) -> BenchConfig:
-    """Check a raw benchmark config and fill in defaults; raise ConfigError naming the key.
-
-    With ``resolve_predictors=False`` predictor sections only need a ``name`` (an injected factory
-    builds them, so the registry is not consulted).
-    """
-    raw = copy.deepcopy(raw)
-    _reject_unknown(raw, TOP_LEVEL, "", " at the top level")
-    for required in ("name", "space", "evaluator", "benchmark"):
-        if raw.get(required) is None:
-            raise ConfigError(f"{required}: missing; a predictor benchmark needs {', '.join(TOP_LEVEL[:5])}")
+def validate_header(raw: Any, top_level: Sequence[str], required: Sequence[str],
+                    kind: str) -> tuple[str, int, dict[str, Any]]:
+    """The keys every benchmark config shares: check the top level, ``name``, ``seed`` and ``output``
+    (filled with defaults); ConfigError naming the key otherwise."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{kind} config is a mapping of {', '.join(top_level)}")
+    _reject_unknown(raw, top_level, "", " at the top level")
+    for key in required:
+        if raw.get(key) is None:
+            raise ConfigError(f"{key}: missing; {kind} needs {', '.join(required)}")
     name = _typed("name", raw["name"], str)
     if not cfg.NAME_PATTERN.match(name):
         raise ConfigError(f"name: {name!r} may only contain letters, digits, '_', '.', '-'")
@@ -116,6 +115,18 @@ def validate_bench(raw: dict[str, Any], resolve_predictors: bool = True) -> Benc
     _reject_unknown(output, list(OUTPUT_DEFAULTS), "output")
     output = {**OUTPUT_DEFAULTS, **output}
     _typed("output.dir", output["dir"], str)
+    return name, seed, output
+
+
+def validate_bench(raw: dict[str, Any], resolve_predictors: bool = True) -> BenchConfig:
+    """Check a raw benchmark config and fill in defaults; raise ConfigError naming the key.
+
+    With ``resolve_predictors=False`` predictor sections only need a ``name`` (an injected factory
+    builds them, so the registry is not consulted).
+    """
+    raw = copy.deepcopy(raw)
+    name, seed, output = validate_header(raw, TOP_LEVEL, ("name", "space", "evaluator", "benchmark"),
+                                         "a predictor benchmark")
     return BenchConfig(name=name, seed=seed, space=cfg.resolve_component("space", raw["space"]),
                        evaluator=cfg.resolve_component("evaluator", raw["evaluator"]),
                        benchmark=_benchmark(raw["benchmark"], resolve_predictors), output=output)
@@ -316,22 +327,24 @@ def _cell_settings(config: dict[str, Any]) -> dict[str, Any]:
             "benchmark.test_metric": config["benchmark"]["test_metric"]}
 
 
-def _check_resumable(run_dir: Path, config: BenchConfig) -> None:
-    """Refuse a directory whose stored config would make its finished cells differ from this config's."""
+def check_resumable(run_dir: Path, config: Any,
+                    cell_settings: Callable[[dict[str, Any]], dict[str, Any]] = _cell_settings,
+                    fix: str = "choose another name or output.dir") -> None:
+    """Refuse a directory whose stored config would make its finished cells differ from ``config``'s
+    (``cell_settings`` picks the values a cell depends on besides its predictor's settings)."""
     stored_path = run_dir / "config.yaml"
     if not stored_path.is_file():
         return
     stored = yaml.safe_load(stored_path.read_text())
-    old, new = _cell_settings(stored), _cell_settings(config.to_dict())
+    old, new = cell_settings(stored), cell_settings(config.to_dict())
     for key in new:
         if old[key] != new[key]:
-            raise RunDirError(f"{run_dir} was benchmarked with another {key} ({stored_path}); "
-                              "choose another name or output.dir")
+            raise RunDirError(f"{run_dir} was benchmarked with another {key} ({stored_path}); {fix}")
     old_predictors = {p.get("label", p["name"]): p for p in stored["benchmark"]["predictors"]}
     for spec in config.benchmark["predictors"]:
         if spec["label"] in old_predictors and old_predictors[spec["label"]] != spec:
             raise RunDirError(f"{run_dir} holds results of predictor {spec['label']!r} with other settings "
-                              f"({stored_path}); choose another name or output.dir")
+                              f"({stored_path}); {fix}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,7 +429,7 @@ def run_predictor_bench(config: str | Path | dict[str, Any], overrides: Sequence
     bench = validate_bench(load_raw(config, overrides), resolve_predictors=predictor_factory is None)
     factory = predictor_factory or _default_factory
     run_dir = Path(bench.output["dir"]) / bench.name
-    _check_resumable(run_dir, bench)
+    check_resumable(run_dir, bench)
     population = build_population(bench, None if data_dir is None else str(data_dir))
     too_big = [n for n in bench.benchmark["train_sizes"] if n >= len(population.graphs)]
     if too_big:
