@@ -47,7 +47,7 @@ import re
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -135,8 +135,7 @@ class LatencyBenchConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for YAML (what ``config.yaml`` holds)."""
-        return copy.deepcopy({"name": self.name, "seed": self.seed, "benchmark": self.benchmark,
-                              "output": self.output})
+        return asdict(self)
 
     @property
     def seeds(self) -> list[int]:

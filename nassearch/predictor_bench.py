@@ -28,7 +28,7 @@ import multiprocessing
 import time
 from contextlib import contextmanager
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +71,7 @@ class BenchConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for YAML (what ``config.yaml`` holds)."""
-        return copy.deepcopy({"name": self.name, "seed": self.seed, "space": self.space,
-                              "evaluator": self.evaluator, "benchmark": self.benchmark, "output": self.output})
+        return asdict(self)
 
     @property
     def seeds(self) -> list[int]:
