@@ -47,7 +47,7 @@ import re
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -125,21 +125,13 @@ def latency_metrics(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
-class LatencyBenchConfig:
+class LatencyBenchConfig(pb.BenchConfigMethods):
     """A validated latency-benchmark config with every default filled in."""
 
     name: str
     seed: int
     benchmark: dict[str, Any]
     output: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for YAML (what ``config.yaml`` holds)."""
-        return asdict(self)
-
-    @property
-    def seeds(self) -> list[int]:
-        return list(range(self.seed, self.seed + self.benchmark["seeds"]))
 
     @property
     def source(self) -> dict[str, Any]:

@@ -58,16 +58,8 @@ ALIGNMENT_CHECKS = 5
 PredictorFactory = Callable[[dict[str, Any], int], Predictor]
 
 
-@dataclass(frozen=True)
-class BenchConfig:
-    """A validated predictor-benchmark config with every default filled in."""
-
-    name: str
-    seed: int
-    space: dict[str, Any]
-    evaluator: dict[str, Any]
-    benchmark: dict[str, Any]
-    output: dict[str, Any]
+class BenchConfigMethods:
+    """What every benchmark config dataclass (fields ``seed`` and ``benchmark`` among them) offers."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for YAML (what ``config.yaml`` holds)."""
@@ -76,6 +68,18 @@ class BenchConfig:
     @property
     def seeds(self) -> list[int]:
         return list(range(self.seed, self.seed + self.benchmark["seeds"]))
+
+
+@dataclass(frozen=True)
+class BenchConfig(BenchConfigMethods):
+    """A validated predictor-benchmark config with every default filled in."""
+
+    name: str
+    seed: int
+    space: dict[str, Any]
+    evaluator: dict[str, Any]
+    benchmark: dict[str, Any]
+    output: dict[str, Any]
 
 
 @dataclass
