@@ -1,4 +1,4 @@
-"""The ``nassearch`` command line: run, plot, eval, data, bench.
+"""The ``nassearch`` command line: run, plot, eval, data, spaces, bench, retrain.
 
 User mistakes (bad config, bad architecture, missing data, unusable run directory) print one line,
 ``nassearch: error: ...``, and exit with status 2. Results go to stdout; progress and logs to stderr.
@@ -84,6 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("space", choices=["nasbench101", "nasbench201"])
     verify.add_argument("--data-dir", default=None)
 
+    retrain = commands.add_parser("retrain", help="train a DARTS genotype on CIFAR-10 with the DARTS protocol")
+    retrain.add_argument("target", metavar="GENOTYPE_OR_RUN_DIR",
+                         help="a published genotype's name (DARTS_V2, ...), a genotype in DARTS notation, or a "
+                              "search run directory of the darts space (its best architecture)")
+    retrain.add_argument("--config", default=None, help="retrain YAML (default: the DARTS protocol, as in "
+                                                        "experiments/darts_retrain.yaml)")
+    retrain.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a setting (repeatable), e.g. --set epochs=50")
+    retrain.add_argument("--out", default=None, help="output directory (default: runs/retrain/NAME)")
+    retrain.add_argument("--resume", action="store_true", help="continue the run in the output directory")
+
     bench = commands.add_parser("bench", help="performance benchmarks that print tables")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True)
     throughput = bench_commands.add_parser("evaluator", help="evaluator queries per second (batch API)")
@@ -112,6 +123,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(outcome.table)
     print(f"\nrun directory: {outcome.run_dir}  (summary.json, config.yaml, seed-*/trials.sqlite"
           f"{', plots/search_curve.png' if outcome.summary.get('plots') else ''})")
+    if "retrain_command" in outcome.summary:
+        print(f"retrain the best cell: {outcome.summary['retrain_command']}")
     return 0
 
 
@@ -254,8 +267,29 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
                         "nassearch.latency_bench")
 
 
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from evaluators.retrain import load_retrain_config, resolve_target, retrain
+
+    config = load_retrain_config(args.config, args.overrides)
+    target = resolve_target(args.target)
+    logging.getLogger("evaluators.retrain").setLevel(logging.INFO)  # one line per epoch
+    try:
+        outcome = retrain(target, config, args.out, resume=args.resume)
+    except KeyboardInterrupt:
+        print("nassearch: interrupted; finished epochs are in checkpoint.pt: continue with --resume",
+              file=sys.stderr)
+        return 130
+    if outcome.result is not None:
+        r = outcome.result
+        print(f"{r['name']}: {r['params_m']:.3g} M params, test accuracy {r['test_acc']:.2f}% after {r['epochs']} "
+              f"epochs (best {r['best_test_acc']:.2f}% at epoch {r['best_epoch']}), {r['wall_s']:.0f} s on "
+              f"{r['device']} x{r['world_size']}")
+        print(f"\noutput: {outcome.out_dir}  (retrain.json, log.csv, checkpoint.pt, config.yaml)")
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "plot": cmd_plot, "eval": cmd_eval, "data": cmd_data, "spaces": cmd_spaces,
-            "bench": cmd_bench}
+            "bench": cmd_bench, "retrain": cmd_retrain}
 
 
 def main(argv: list[str] | None = None) -> int:

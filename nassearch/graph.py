@@ -75,3 +75,12 @@ LAYER_ATTRIBUTES: tuple[str, ...] = (
     "kernel", "stride", "padding", "dilation", "groups", "bias", "perm", "output_padding",
     "out_batch", "out_channels", "out_height", "out_width")
 STATIC_PROPERTIES: tuple[str, ...] = ("batch_size", "flops", "params", "memory_access")
+
+# Cell-based spaces (NB101, NB201) attach the cost of every node in every cell of the built network:
+# ``node_attrs["cell_flops"]`` / ``node_attrs["cell_params"]``, float arrays (num_nodes, num_cells) in
+# millions, measured with ``nassearch.model_cost`` on the built operations (zero for nodes without
+# compute and for padding), and ``graph_attrs["flops"]`` / ``["params"]``, the whole network's cost
+# (equal to the space's ``cost``). Graphs whose nodes stand for the edges of an op-on-edge cell (NB201)
+# also carry ``node_attrs["cell_edge"]``, int array (num_nodes, 2): the (source, destination) cell node
+# of the edge each graph node stands for, (-1, -1) for the graph's own input and output nodes.
+CELL_COST_ATTRIBUTES: tuple[str, ...] = ("cell_flops", "cell_params")

@@ -31,20 +31,26 @@ class Registry:
 
 
 SPACES = Registry("space", {
+    "darts": "spaces.darts:DartsSpace",
     "nasbench101": "spaces.nasbench101:NasBench101Space",
     "nasbench201": "spaces.nasbench201:NasBench201Space",
 })
 EVALUATORS = Registry("evaluator", {
     "nb101_tabular": "evaluators.tabular:NasBench101Tabular",
     "nb201_tabular": "evaluators.tabular:NasBench201Tabular",
+    "train": "evaluators.training:TrainingEvaluator",
+    "nb301_surrogate": "evaluators.surrogate:NasBench301Surrogate",
 })
 SEARCHERS = Registry("searcher", {
+    "nar_sampling": "searchers.nar_sampling:NARSampling",
+    "predictor_evolution": "searchers.predictor_evolution:PredictorGuidedEvolution",
     "random_search": "searchers.random_search:RandomSearch",
     "regularized_evolution": "searchers.regularized_evolution:RegularizedEvolution",
 })
 PREDICTORS = Registry("predictor", {
     "gcn": "nassearch.predictors.gcn:GCNPredictor",
     "mlp": "nassearch.predictors.mlp:MLPPredictor",
+    "nar": "nassearch.predictors.nar:NARPredictor",
     "narformer": "nassearch.predictors.narformer:NARFormerPredictor",
     "narformer_v2": "nassearch.predictors.narformer_v2:NARFormerV2Predictor",
     "static_xgb": "nassearch.predictors.static_xgb:StaticXGBPredictor",

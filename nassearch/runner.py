@@ -37,6 +37,9 @@ from spaces.base import SearchSpace
 
 log = logging.getLogger(__name__)
 
+#: Spaces whose best architecture ``nassearch retrain`` trains with a final protocol, and that protocol.
+RETRAIN_CONFIGS = {"darts": "experiments/darts_retrain.yaml"}
+
 
 @dataclass
 class Components:
@@ -193,22 +196,26 @@ def run(config: cfg.RunConfig, repeats: int = 1, resume: str | Path | None = Non
     reference = parts.evaluator.reference_values(report_metric) if report_metric else None
     all_trials: dict[int, list[Trial]] = {}
     summaries: dict[int, dict[str, Any]] = {}
+    search_start = build_searcher(config, parts, config.seed).search_start
     for seed in range(config.seed, config.seed + repeats):
         directory = run_dir / f"seed-{seed}"
-        trials = run_seed(config, parts, seed, directory, progress=config.output["progress"])
+        trials = run_seed(config, parts, seed, directory, progress=config.output["progress"])[search_start:]
         all_trials[seed] = trials
         summaries[seed] = summarize_run(trials, objective, report_metric, reference)
         _write_json(directory / "summary.json", summaries[seed])
     aggregated = aggregate(summaries, objective, report_metric)
     summary = {"name": config.name, "space": config.space["name"], "evaluator": config.evaluator["name"],
                "searcher": config.searcher["name"], "objective": objective.metric, "mode": objective.mode,
-               "budget": config.budget, **aggregated}
+               "budget": config.budget, "search_start": search_start, **aggregated}
     if config.output["plots"] and report_metric is not None:
         curves = {config.searcher["name"]: _stack([incumbent_curve(t, objective, report_metric)
                                                    for t in all_trials.values()])}
         best = None if reference is None else float(reference.max() if objective.mode == "max" else reference.min())
         summary["plots"] = [str(plot_search_curves(curves, report_metric, run_dir / "plots" / "search_curve.png",
                                                    best))]
+    if config.space["name"] in RETRAIN_CONFIGS:
+        summary["retrain_command"] = (f"nassearch retrain {run_dir} --config "
+                                      f"{RETRAIN_CONFIGS[config.space['name']]}")
     _write_json(run_dir / "summary.json", summary)
     title = (f"{config.name}: {config.searcher['name']} on {config.space['name']} / {config.evaluator['name']}, "
              f"{repeats} seed(s), budget {_budget_text(config.budget)}, search metric {objective.metric}")

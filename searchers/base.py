@@ -47,6 +47,12 @@ class Searcher(ABC):
         self.rng = np.random.default_rng(seed)
 
     @property
+    def search_start(self) -> int:
+        """Index of the first trial that is a search result: earlier ones are the searcher's training data
+        (NAR's ranker training set), which run summaries and curves leave out. 0 for most searchers."""
+        return 0
+
+    @property
     def objective(self) -> Objective:
         """The first objective: what single-objective searchers optimise."""
         return self.objectives[0]
@@ -70,3 +76,29 @@ class Searcher(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
         self.rng.bit_generator.state = state["rng"]
+
+
+class HistorySearcher(Searcher):
+    """A searcher that remembers every told architecture with its fitness (``evaluated``), the keys of all
+    architectures evaluated or proposed (``seen``) and a ``queue`` of chosen, not yet asked proposals."""
+
+    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], seed: int) -> None:
+        super().__init__(space, objectives, seed)
+        self.evaluated: list[tuple[Arch, float]] = []
+        self.queue: list[Arch] = []
+        self.seen: set[str] = set()
+
+    def tell(self, trials: Sequence[Trial]) -> None:
+        for trial in trials:
+            self.seen.add(self.space.key(trial.arch))
+            self.evaluated.append((trial.arch, self.fitness(trial)))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "evaluated": [[self.space.to_str(a), f] for a, f in self.evaluated],
+                "queue": [self.space.to_str(a) for a in self.queue], "seen": sorted(self.seen)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.evaluated = [(self.space.from_str(s), float(f)) for s, f in state["evaluated"]]
+        self.queue = [self.space.from_str(s) for s in state["queue"]]
+        self.seen = set(state["seen"])

@@ -245,6 +245,7 @@ class NasBench101Space(SearchSpace):
                          num_classes=num_classes)
         self.restrict_to_table = restrict_to_table
         self.data_dir = data_dir
+        self._unit_costs: dict[tuple[str, int, int, int], tuple[float, float]] = {}
         self.network = {"stem_channels": stem_channels, "num_stacks": num_stacks,
                         "modules_per_stack": modules_per_stack, "num_classes": num_classes}
         if restrict_to_table:
@@ -322,7 +323,9 @@ class NasBench101Space(SearchSpace):
     # encoding, network, cost --------------------------------------------------------------
 
     def encode(self, cell: NB101Cell) -> ArchGraph:
-        """The pruned cell padded to 7 nodes: ``pad`` nodes (no edges) sit before the output."""
+        """The pruned cell padded to 7 nodes: ``pad`` nodes (no edges) sit before the output. Carries the
+        cell-cost attributes of ``nassearch.graph`` (``cell_flops``/``cell_params`` of each node in each of
+        the 9 cells, zero for input and padding) and graph attributes ``flops``/``params`` (= ``cost``)."""
         matrix, ops = check_cell(cell)
         n = len(ops)
         order = list(range(n - 1)) + [MAX_VERTICES - 1]
@@ -330,8 +333,73 @@ class NasBench101Space(SearchSpace):
         adjacency[np.ix_(order, order)] = matrix
         names = list(ops[:-1]) + ["pad"] * (MAX_VERTICES - n) + [OUTPUT]
         mask = np.array([name != "pad" for name in names], dtype=np.float32)
+        node_params, node_flops = self._node_costs(matrix, ops)
+        cell_params = np.zeros((MAX_VERTICES, node_params.shape[1]))
+        cell_flops = np.zeros_like(cell_params)
+        cell_params[order], cell_flops[order] = node_params, node_flops
+        base_params, base_flops = self._base_cost
         return ArchGraph(ops=[GRAPH_VOCAB.index(o) for o in names], adjacency=adjacency, op_vocab=GRAPH_VOCAB,
-                         node_attrs={"mask": mask})
+                         node_attrs={"mask": mask, "cell_flops": cell_flops, "cell_params": cell_params},
+                         graph_attrs={"flops": base_flops + float(node_flops.sum()),
+                                      "params": base_params + float(node_params.sum())})
+
+    @cached_property
+    def _cell_geometry(self) -> list[tuple[int, int, int]]:
+        """(input channels, output channels, resolution) of each cell (module) of the network, in order."""
+        geometry, channels, size = [], self.network["stem_channels"], 32
+        for stack in range(self.network["num_stacks"]):
+            c_out = channels
+            if stack > 0:
+                c_out, size = channels * 2, size // 2
+            for _ in range(self.network["modules_per_stack"]):
+                geometry.append((channels, c_out, size))
+                channels = c_out
+        return geometry
+
+    def _unit_cost(self, kind: str, c_in: int, c_out: int, size: int) -> tuple[float, float]:
+        """(params, FLOPs) in millions of one built vertex operation or input projection, measured once."""
+        key = (kind, c_in, c_out, size)
+        if key not in self._unit_costs:
+            module = (nn.MaxPool2d(3, stride=1, padding=1) if kind == MAXPOOL3X3
+                      else ConvBnRelu(c_in, c_out, 3 if kind == CONV3X3 else 1))
+            cost = model_cost(module, (c_in, size, size))
+            self._unit_costs[key] = (cost.params_m, cost.flops_m)
+        return self._unit_costs[key]
+
+    def _node_costs(self, matrix: np.ndarray, ops: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(params, FLOPs) in millions, arrays (V, num_cells), of each vertex of a pruned cell in each cell
+        of the network: a vertex's operation plus the 1x1 projection of the cell input feeding it (the
+        output vertex: its input projection only; concatenation, sums and truncation are free)."""
+        n = len(ops)
+        params, flops = np.zeros((n, len(self._cell_geometry))), np.zeros((n, len(self._cell_geometry)))
+        for i, (c_in, c_out, size) in enumerate(self._cell_geometry):
+            channels = vertex_channels(c_in, c_out, matrix)
+            for v in range(1, n):
+                units = [(ops[v], channels[v], channels[v])] if v < n - 1 else []
+                if matrix[0, v]:
+                    units.append((CONV1X1, c_in, channels[v]))
+                for kind, a, b in units:
+                    unit_params, unit_flops = self._unit_cost(kind, a, b, size)
+                    params[v, i] += unit_params
+                    flops[v, i] += unit_flops
+        return params, flops
+
+    @cached_property
+    def _base_cost(self) -> tuple[float, float]:
+        """(params, FLOPs) in millions of everything outside the cells (stem, pooling, classifier), measured
+        on the built network of the smallest cell."""
+        cell = NB101Cell.from_arrays([[0, 1], [0, 0]], (INPUT, OUTPUT))
+        matrix, ops = check_cell(cell)
+        total = self.cost(cell)
+        params, flops = self._node_costs(matrix, ops)
+        return total.params_m - float(params.sum()), total.flops_m - float(flops.sum())
+
+    def cost_batch(self, archs: Sequence[NB101Cell]) -> tuple[np.ndarray, np.ndarray]:
+        """``cost`` without building networks: the base network plus the measured cost of every vertex."""
+        base_params, base_flops = self._base_cost
+        costs = [self._node_costs(*check_cell(cell)) for cell in archs]
+        return (np.array([base_params + p.sum() for p, _ in costs]),
+                np.array([base_flops + f.sum() for _, f in costs]))
 
     def build_model(self, cell: NB101Cell, **overrides: Any) -> NB101Network:
         matrix, ops = check_cell(cell)

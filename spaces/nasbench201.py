@@ -22,6 +22,7 @@ from nassearch.errors import InvalidArchitecture
 from nassearch.graph import ArchGraph
 from nassearch.model_cost import ModelCost, model_cost
 from spaces.base import SearchSpace, require_positive
+from spaces.layers import ReLUConvBN
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 #: (source node, destination node) of each edge, in the order of the official string.
@@ -93,17 +94,6 @@ def arch_codes(archs: Sequence[NB201Arch] | np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------
 # The network (NB201 TinyNetwork with the inferred cell).
-
-
-class ReLUConvBN(nn.Sequential):
-    """ReLU -> Conv (no bias) -> BatchNorm, the NB201 convolution operation."""
-
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> None:
-        super().__init__(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
-            nn.BatchNorm2d(c_out),
-        )
 
 
 class Zero(nn.Module):
@@ -194,6 +184,8 @@ def _encoding_adjacency() -> np.ndarray:
 
 
 _ADJACENCY = _encoding_adjacency()
+#: ``node_attrs["cell_edge"]`` of the encoded graph: the (source, destination) cell node of each edge node.
+_CELL_EDGE = np.array([(-1, -1), *EDGES, (-1, -1)], dtype=np.int64)
 
 
 class NasBench201Space(SearchSpace):
@@ -230,9 +222,19 @@ class NasBench201Space(SearchSpace):
         return tuple(int(x if t else y) for x, y, t in zip(a, b, take_a))
 
     def encode(self, arch: NB201Arch) -> ArchGraph:
+        """Op-on-node graph (input, one node per edge, output) with the cell-cost attributes of
+        ``nassearch.graph``: ``cell_edge``, ``cell_flops``/``cell_params`` (each edge's operation in each
+        of the ``3 * cells_per_stage`` cells) and graph attributes ``flops``/``params`` (= ``cost``)."""
         self.validate(arch)
         ops = np.array([0, *(op + 1 for op in arch), len(GRAPH_VOCAB) - 1], dtype=np.int64)
-        return ArchGraph(ops=ops, adjacency=_ADJACENCY.copy(), op_vocab=GRAPH_VOCAB)
+        cell_params, cell_flops = self._cell_unit_costs
+        no_cost = np.zeros((1, cell_flops.shape[1]))
+        params, flops = self.cost_batch([arch])
+        return ArchGraph(ops=ops, adjacency=_ADJACENCY.copy(), op_vocab=GRAPH_VOCAB,
+                         node_attrs={"cell_edge": _CELL_EDGE.copy(),
+                                     "cell_flops": np.concatenate([no_cost, cell_flops[list(arch)], no_cost]),
+                                     "cell_params": np.concatenate([no_cost, cell_params[list(arch)], no_cost])},
+                         graph_attrs={"flops": float(flops[0]), "params": float(params[0])})
 
     def validate(self, arch: NB201Arch) -> None:
         """Raise InvalidArchitecture unless ``arch`` is a tuple of 6 op indices in range."""
@@ -267,6 +269,20 @@ class NasBench201Space(SearchSpace):
         per_op = [self.cost((op,) + empty[1:]) for op in range(len(OPS))]
         params = np.array([base.params_m] + [c.params_m - base.params_m for c in per_op])
         flops = np.array([base.flops_m] + [c.flops_m - base.flops_m for c in per_op])
+        return params, flops
+
+    @cached_property
+    def _cell_unit_costs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(params, FLOPs) in millions, arrays (len(OPS), num_cells): one edge's operation in each cell of
+        the network, measured on the built operation at that cell's channels and resolution."""
+        params = np.zeros((len(OPS), 3 * self.cells_per_stage))
+        flops = np.zeros_like(params)
+        for stage in range(3):
+            c, size = self.channels * 2 ** stage, -(-self.input_size // 2 ** stage)
+            cells = slice(stage * self.cells_per_stage, (stage + 1) * self.cells_per_stage)
+            for op, name in enumerate(OPS):
+                unit = model_cost(_make_op(name, c), (c, size, size))
+                params[op, cells], flops[op, cells] = unit.params_m, unit.flops_m
         return params, flops
 
     def cost_batch(self, archs: Sequence[NB201Arch]) -> tuple[np.ndarray, np.ndarray]:

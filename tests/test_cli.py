@@ -95,3 +95,22 @@ def test_spaces_list_and_verify_nasbench201(data_dir, capsys):
     out = capsys.readouterr().out
     assert "enumerate() == table cells              15625     15625" in out
     assert out.count("783       783") == 6
+
+
+def test_darts_search_prints_the_retrain_command_of_its_best_cell(data_dir, capsys, tmp_path):
+    from evaluators.retrain import resolve_target
+    from spaces.darts import format_genotype
+
+    config = tmp_path / "darts.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "d", "space": {"name": "darts", "layers": 5, "init_channels": 8}, "evaluator": {"name": "nb301_surrogate"},
+        "searcher": {"name": "random_search"}, "budget": {"evaluations": 4, "batch_size": 2},
+        "objectives": [{"metric": "val_acc"}], "output": {"dir": str(tmp_path / "runs"), "report_metric": "val_acc"}}))
+    assert main(["run", str(config), "--repeats", "2", "--data-dir", str(data_dir), "--quiet"]) == 0
+    run_dir = tmp_path / "runs" / "d"
+    command = f"nassearch retrain {run_dir} --config experiments/darts_retrain.yaml"
+    assert f"retrain the best cell: {command}" in capsys.readouterr().out
+    assert json.loads((run_dir / "summary.json").read_text())["retrain_command"] == command
+    seeds = [json.loads((run_dir / f"seed-{s}" / "summary.json").read_text())["best"] for s in (0, 1)]
+    best = max(seeds, key=lambda b: b["metrics"]["val_acc"])
+    assert format_genotype(resolve_target(str(run_dir)).genotype) == best["arch"]

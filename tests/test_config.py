@@ -49,7 +49,7 @@ def test_resolved_config_round_trips_through_yaml():
     (lambda r: r.update(seed=-1), "seed: must be >= 0"),
     (lambda r: r.update(name="a b"), "may only contain"),
     (lambda r: r.pop("space"), "space: missing"),
-    (lambda r: r.update(searcher={"name": "hill_climbing"}), "unknown searcher 'hill_climbing'; known: random_search"),
+    (lambda r: r.update(searcher={"name": "hill_climbing"}), "unknown searcher 'hill_climbing'; known: nar_sampling, predictor_evolution, random_search"),
     (lambda r: r["space"].update(seed=3), "space.seed: unknown key for space 'nasbench201'"),
     (lambda r: r.update(output={"plot": True}), "did you mean 'plots'"),
 ])
@@ -111,6 +111,7 @@ def test_metrics_are_checked_against_the_evaluator():
 def test_shipped_experiments_validate():
     from pathlib import Path
 
+    from evaluators.retrain import load_retrain_config
     from nassearch.latency_bench import validate_latency_bench
     from nassearch.predictor_bench import load_raw, validate_bench
 
@@ -121,5 +122,7 @@ def test_shipped_experiments_validate():
             validate_bench(load_raw(path))
         elif path.name.startswith("bench_latency"):
             validate_latency_bench(load_raw(path))
+        elif path.name.endswith("_retrain.yaml"):
+            load_retrain_config(path)
         else:
             cfg.load(path)

@@ -74,7 +74,8 @@ def test_round_trip_mixes_vocabularies_and_cells(small_dataset, tmp_path):
     space = NasBench201Space()
     cell_graph = space.encode((1, 2, 3, 4, 0, 1))
     with_cells = ArchGraph(cell_graph.ops, cell_graph.adjacency, cell_graph.op_vocab,
-                           graph_attrs={"depth": 3.0}, cells=np.arange(cell_graph.num_nodes))
+                           node_attrs=dict(cell_graph.node_attrs), graph_attrs={"depth": 3.0},
+                           cells=np.arange(cell_graph.num_nodes))
     data = LatencyDataset([cell_graph, with_cells], [1.5, 2.5], ["a", "b"], ["x", "y"], "dev")
     loaded = LatencyDataset.load(data.save(tmp_path / "mixed.npz"))
     for a, b in zip(loaded.graphs, data.graphs):

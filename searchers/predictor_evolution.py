@@ -1,0 +1,123 @@
+"""Predictor-guided evolution (NPENAS, Wei et al. 2022), the search protocol of NAR-Former §2.3.
+
+The first ``initial_samples`` proposals are distinct uniform samples. After that the search runs in
+rounds: fit the predictor on every architecture evaluated so far (graph -> first objective), mutate
+each of the ``num_parents`` best evaluated architectures into ``pool_size / num_parents`` distinct new
+children (never an architecture already evaluated or proposed; children the predictor passes over may
+return in later pools), predict the whole pool in one batch,
+and propose the ``evaluations_per_round`` children the predictor ranks best. With the NAR-Former
+settings (100 evaluations, 10 initial, 10 per round) that is 9 rounds of predictor training.
+
+Any predictor of the registry works; the searcher fits it afresh each round (predictors re-initialise
+from their own seed on ``fit``), so a resumed search refits to the same model and proposes the same pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from nassearch.predictors.base import Predictor
+from searchers.base import HistorySearcher
+from spaces.base import Arch
+
+log = logging.getLogger(__name__)
+
+#: Attempts per wanted child (or initial sample) before giving up on finding a new architecture.
+MAX_DRAWS = 100
+
+
+class PredictorGuidedEvolution(HistorySearcher):
+    """Rounds of fit predictor -> mutate the best -> predict the pool -> evaluate the predicted best."""
+
+    name = "predictor_evolution"
+
+    def __init__(self, space, objectives, seed: int, predictor: Predictor | None = None, initial_samples: int = 10,
+                 num_parents: int = 10, pool_size: int = 100, evaluations_per_round: int = 10) -> None:
+        super().__init__(space, objectives, seed)
+        if predictor is None:
+            raise ValueError("needs a predictor: add a `predictor:` section to the config, e.g. predictor: "
+                             "{name: narformer}")
+        if initial_samples < 2:
+            raise ValueError(f"initial_samples must be >= 2 (the predictor needs data), got {initial_samples}")
+        if num_parents < 1 or evaluations_per_round < 1:
+            raise ValueError("num_parents and evaluations_per_round must be >= 1")
+        if pool_size < max(num_parents, evaluations_per_round):
+            raise ValueError(f"pool_size ({pool_size}) must be >= num_parents ({num_parents}) and "
+                             f">= evaluations_per_round ({evaluations_per_round})")
+        self.predictor = predictor
+        self.initial_samples = initial_samples
+        self.num_parents = num_parents
+        self.pool_size = pool_size
+        self.evaluations_per_round = evaluations_per_round
+        self.random_asked = 0
+        self.rounds = 0
+
+    def ask(self, n: int) -> list[Arch]:
+        proposals = []
+        while len(proposals) < n:
+            if self.random_asked < self.initial_samples:
+                self.random_asked += 1
+                proposals.append(self._new_sample())
+                continue
+            if not self.queue:
+                self.queue = self._round()
+            proposals.append(self.queue.pop(0))
+        return proposals
+
+    def _new_sample(self) -> Arch:
+        for _ in range(MAX_DRAWS):
+            arch = self.space.sample(self.rng)
+            if self.space.key(arch) not in self.seen:
+                break
+        self.seen.add(self.space.key(arch))
+        return arch
+
+    def _round(self) -> list[Arch]:
+        """One round: fit, build the mutation pool, return the predicted best (best first)."""
+        scored = [(a, f) for a, f in self.evaluated if np.isfinite(f)]
+        if len(scored) < 2:
+            raise RuntimeError("predictor_evolution needs at least 2 successful evaluations before its first round")
+        start = time.perf_counter()
+        self.predictor.fit([self.space.encode(a) for a, _ in scored], np.array([f for _, f in scored]))
+        fitted = time.perf_counter() - start
+        pool = self._mutation_pool([a for a, _ in sorted(scored, key=lambda p: -p[1])[: self.num_parents]])
+        if not pool:
+            pool = [self._new_sample()]
+        predicted = self.predictor.predict([self.space.encode(a) for a in pool])
+        order = np.argsort(-predicted, kind="stable")[: self.evaluations_per_round]
+        self.rounds += 1
+        log.info("round %d: fit on %d architectures in %.1f s, pool %d, predicted best %.4g",
+                 self.rounds, len(scored), fitted, len(pool), predicted[order[0]])
+        chosen = [pool[i] for i in order]
+        self.seen.update(self.space.key(a) for a in chosen)
+        return chosen
+
+    def _mutation_pool(self, parents: Sequence[Arch]) -> list[Arch]:
+        per_parent = -(-self.pool_size // len(parents))
+        pool: list[Arch] = []
+        keys: set[str] = set()
+        for parent in parents:
+            children = 0
+            for _ in range(MAX_DRAWS * per_parent):
+                if children == per_parent or len(pool) == self.pool_size:
+                    break
+                child = self.space.mutate(parent, self.rng)
+                key = self.space.key(child)
+                if key not in self.seen and key not in keys:
+                    keys.add(key)
+                    pool.append(child)
+                    children += 1
+        return pool
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "random_asked": self.random_asked, "rounds": self.rounds}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.random_asked = int(state["random_asked"])
+        self.rounds = int(state["rounds"])

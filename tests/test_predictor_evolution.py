@@ -1,0 +1,101 @@
+"""Predictor-guided evolution: initial samples, rounds of mutation pools ranked by the predictor, resume."""
+
+import json
+
+import numpy as np
+import pytest
+
+from nassearch.objectives import Objective
+from nassearch.predictors.xgb import XGBPredictor
+from searchers.predictor_evolution import PredictorGuidedEvolution
+from searchers.base import Trial
+from searchers.random_search import RandomSearch
+from tests.test_searchers import ask_and_tell, fitness_of
+
+OBJECTIVES = [Objective("val_acc")]
+
+
+class OracleOfFitness:
+    """A 'predictor' that knows ``fitness_of`` exactly (reads the NB201 op of each edge node)."""
+
+    def __init__(self) -> None:
+        self.fits: list[int] = []
+
+    def fit(self, graphs, y, val=None):
+        self.fits.append(len(graphs))
+        return self
+
+    def predict(self, graphs):
+        return np.array([fitness_of(tuple(int(op) - 1 for op in g.ops[1:-1])) for g in graphs])
+
+
+def make_searcher(space, seed=0, predictor=None, **kwargs):
+    return PredictorGuidedEvolution(space, OBJECTIVES, seed, predictor=predictor or OracleOfFitness(), **kwargs)
+
+
+def test_initial_samples_are_distinct_random_then_rounds_fit_on_everything(nb201_space, make_trial):
+    oracle = OracleOfFitness()
+    searcher = make_searcher(nb201_space, seed=3, predictor=oracle, initial_samples=10, evaluations_per_round=10)
+    asked = ask_and_tell(searcher, make_trial, steps=5, batch=10)
+    assert len({nb201_space.key(a) for a in asked}) == 50
+    assert oracle.fits == [10, 20, 30, 40]  # one fit per round, on all evaluated so far
+    assert searcher.rounds == 4
+
+
+def test_each_round_proposes_the_predicted_best_mutants_of_the_top_parents(nb201_space, make_trial, hamming):
+    searcher = make_searcher(nb201_space, seed=1, initial_samples=20, num_parents=5, pool_size=50,
+                             evaluations_per_round=10)
+    first = ask_and_tell(searcher, make_trial, steps=1, batch=20)
+    parents = sorted(first, key=fitness_of, reverse=True)[:5]
+    chosen = searcher.ask(10)
+    assert all(min(hamming(c, p) for p in parents) == 1 for c in chosen)
+    scores = [fitness_of(c) for c in chosen]
+    assert scores == sorted(scores, reverse=True)
+    # the oracle's top 10 of a 50-child pool beat the parents' neighbourhood average
+    assert np.mean(scores) > np.mean([fitness_of(nb201_space.mutate(p, np.random.default_rng(i)))
+                                      for i, p in enumerate(parents * 20)])
+
+
+def test_never_proposes_an_architecture_twice(nb201_space, make_trial):
+    searcher = make_searcher(nb201_space, seed=2, initial_samples=10, pool_size=30, evaluations_per_round=7)
+    asked = ask_and_tell(searcher, make_trial, steps=30, batch=3)
+    assert len({nb201_space.key(a) for a in asked}) == len(asked) == 90
+
+
+def test_state_round_trips_mid_round(nb201_space, make_trial):
+    original = make_searcher(nb201_space, seed=4, initial_samples=10, evaluations_per_round=10)
+    ask_and_tell(original, make_trial, steps=13, batch=1)  # 3 proposals into the first round
+    restored = make_searcher(nb201_space, seed=99, initial_samples=10, evaluations_per_round=10)
+    restored.load_state_dict(json.loads(json.dumps(original.state_dict())))
+    assert ask_and_tell(restored, make_trial, steps=25, batch=2) == ask_and_tell(original, make_trial, steps=25,
+                                                                                  batch=2)
+
+
+def test_settings_are_checked(nb201_space):
+    with pytest.raises(ValueError, match="needs a predictor"):
+        PredictorGuidedEvolution(nb201_space, OBJECTIVES, 0, predictor=None)
+    with pytest.raises(ValueError, match="pool_size"):
+        make_searcher(nb201_space, pool_size=5, evaluations_per_round=10)
+    with pytest.raises(ValueError, match="initial_samples"):
+        make_searcher(nb201_space, initial_samples=1)
+
+
+def test_xgb_guided_evolution_beats_random_search_on_nb201(nb201_space, nb201_evaluator):
+    """100 queries of the real NB201 table, 5 seeds: median best val_acc of predictor-guided > random.
+
+    The median, because a local search can stall in a basin of the 12-epoch table (seed 2 here does:
+    80.2 after 100 queries) while the other seeds find 83.8-84.9.
+    """
+    def best_of(searcher) -> float:
+        best = -np.inf
+        for _ in range(10):
+            archs = searcher.ask(10)
+            results = nb201_evaluator.evaluate_batch(archs)
+            searcher.tell([Trial(i, a, str(a), r.metrics) for i, (a, r) in enumerate(zip(archs, results))])
+            best = max(best, *(r.metrics["val_acc"] for r in results))
+        return best
+
+    guided = [best_of(make_searcher(nb201_space, seed, XGBPredictor(seed=seed))) for seed in range(5)]
+    random = [best_of(RandomSearch(nb201_space, OBJECTIVES, seed)) for seed in range(5)]
+    assert np.median(guided) > np.median(random) + 0.5, (guided, random)
+
