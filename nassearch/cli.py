@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     plot = commands.add_parser("plot", help="overlay the search curves of one or more run directories")
     plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    plot.add_argument("--pareto", action="store_true",
+                      help="overlay the runs' Pareto fronts (multi-objective runs) instead of search curves")
+    plot.add_argument("--data-dir", default=None, help="benchmark data folder, for the true front of --pareto")
     plot.add_argument("--metric", default=None, help="metric to plot (default: each run's report metric)")
     plot.add_argument("--out", default=None, help="output PNG (default: FIRST_RUN_DIR/plots/search_curves.png)")
 
@@ -121,10 +124,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     outcome = runner.run(config, repeats=args.repeats, resume=args.resume, overwrite=args.overwrite,
                          data_dir=args.data_dir)
     print(outcome.table)
-    print(f"\nrun directory: {outcome.run_dir}  (summary.json, config.yaml, seed-*/trials.sqlite"
-          f"{', plots/search_curve.png' if outcome.summary.get('plots') else ''})")
+    plots = "".join(f", {Path(p).relative_to(outcome.run_dir)}" for p in outcome.summary.get("plots", []))
+    print(f"\nrun directory: {outcome.run_dir}  (summary.json, config.yaml, seed-*/trials.sqlite{plots})")
     if "retrain_command" in outcome.summary:
         print(f"retrain the best cell: {outcome.summary['retrain_command']}")
+    return 0
+
+
+def cmd_plot_pareto(args: argparse.Namespace) -> int:
+    from nassearch.plots import plot_pareto
+    from nassearch.runner import load_run_front
+
+    runs, objectives, true_front = {}, None, None
+    for run_dir in args.run_dirs:
+        label, run_objectives, points, front = load_run_front(run_dir, args.data_dir)
+        if objectives is not None and run_objectives != objectives:
+            raise NassearchError(f"{run_dir} has other objectives than {args.run_dirs[0]}; overlay runs with the same "
+                                 "objectives")
+        runs[label], objectives = points, run_objectives
+        true_front = front if true_front is None else true_front
+    out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "plots" / "pareto_overlay.png"
+    print(plot_pareto(runs, objectives, out, true_front))
     return 0
 
 
@@ -132,6 +152,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from nassearch.plots import plot_search_curves
     from nassearch.runner import load_run_curves
 
+    if args.pareto:
+        return cmd_plot_pareto(args)
     curves, metrics = {}, set()
     for run_dir in args.run_dirs:
         label, metric, runs = load_run_curves(run_dir, args.metric)

@@ -32,7 +32,8 @@ CONTEXT_ARGS = frozenset({"self", "space", "evaluator", "predictor", "objectives
 TOP_LEVEL = ("name", "seed", "space", "evaluator", "predictor", "searcher", "budget", "objectives",
              "executor", "output")
 BUDGET_DEFAULTS: dict[str, Any] = {"evaluations": None, "cost_seconds": None, "batch_size": 1}
-OUTPUT_DEFAULTS: dict[str, Any] = {"dir": "runs", "report_metric": "test_acc", "progress": True, "plots": True}
+OUTPUT_DEFAULTS: dict[str, Any] = {"dir": "runs", "report_metric": "test_acc", "progress": True, "plots": True,
+                                   "pareto_reference": None}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -146,6 +147,11 @@ def validate(raw: dict[str, Any]) -> RunConfig:
     if seed < 0:
         raise ConfigError(f"seed: must be >= 0, got {seed}")
     predictor = raw.get("predictor")
+    objectives = _objectives(raw["objectives"])
+    output = _output(raw.get("output") or {})
+    if output["pareto_reference"] is not None and len(output["pareto_reference"]) != len(objectives):
+        raise ConfigError(f"output.pareto_reference: {len(output['pareto_reference'])} values for "
+                          f"{len(objectives)} objectives; give one value per objective, in their units")
     return RunConfig(
         name=name,
         seed=seed,
@@ -154,9 +160,9 @@ def validate(raw: dict[str, Any]) -> RunConfig:
         predictor=resolve_component("predictor", predictor) if predictor is not None else None,
         searcher=resolve_component("searcher", raw["searcher"]),
         budget=_budget(raw["budget"]),
-        objectives=_objectives(raw["objectives"]),
+        objectives=objectives,
         executor=resolve_component("executor", raw.get("executor") or {"name": "serial"}),
-        output=_output(raw.get("output") or {}),
+        output=output,
     )
 
 
@@ -294,6 +300,7 @@ def _output(raw: Any) -> dict[str, Any]:
     _typed("output.report_metric", output["report_metric"], str | None)
     _typed("output.progress", output["progress"], bool)
     _typed("output.plots", output["plots"], bool)
+    output["pareto_reference"] = _typed("output.pareto_reference", output["pareto_reference"], list[float] | None)
     return output
 
 

@@ -1,4 +1,5 @@
-"""Figures: search curves (incumbent metric vs queries, mean ± std over seeds) and predictor scatter plots."""
+"""Figures: search curves (incumbent metric vs queries, mean ± std over seeds), Pareto fronts and predictor
+scatter plots."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from nassearch.metrics import non_dominated, to_minimisation  # noqa: E402
+from nassearch.objectives import Objective  # noqa: E402
 
 #: Overlaid runs often coincide (same seeds, same random start): vary the dash so each stays visible.
 LINESTYLES = ("-", "--", ":", "-.")
@@ -53,6 +57,59 @@ def plot_prediction_scatter(predicted: np.ndarray, true: np.ndarray, path: str |
     ax.set_ylabel(f"predicted {target}")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _front(points: np.ndarray, objectives: list[Objective]) -> np.ndarray:
+    """The distinct non-dominated ``points`` (objectives' units), from the best to the worst first objective."""
+    points = np.unique(points, axis=0)
+    minimised = to_minimisation(points, objectives)
+    mask = non_dominated(minimised)
+    return points[mask][np.argsort(minimised[mask, 0], kind="stable")]
+
+
+def _staircase(front: np.ndarray, objectives: list[Objective]) -> np.ndarray:
+    """Vertices of the attainment staircase through a 2-objective front (as ``_front`` sorts it)."""
+    minimised = to_minimisation(front, objectives)
+    corners = np.column_stack([minimised[1:, 0], minimised[:-1, 1]])
+    steps = np.empty((2 * len(minimised) - 1, 2))
+    steps[0::2], steps[1::2] = minimised, corners
+    return to_minimisation(steps, objectives)  # negating twice restores the objectives' units
+
+
+def plot_pareto(runs: dict[str, np.ndarray], objectives: list[Objective], path: str | Path,
+                true_front: np.ndarray | None = None) -> Path:
+    """Draw each run's non-dominated set of ``points`` (n, k) in the objectives' units.
+
+    Two objectives: one scatter plus attainment staircase per run, the ``true_front`` (when given) in
+    grey underneath. Three or more: a grid with one scatter per pair of objectives.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    objectives = list(objectives)
+    pairs = [(i, j) for i in range(len(objectives)) for j in range(i + 1, len(objectives))]
+    cols = min(len(pairs), 3)
+    rows = -(-len(pairs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 4.4 * rows), dpi=120, squeeze=False)
+    layers = ([("true front", true_front, {"color": "grey", "alpha": 0.6, "zorder": 1})] if true_front is not None
+              else []) + [(label, points, {"zorder": 2}) for label, points in runs.items()]
+    for ax, (i, j) in zip(axes.flat, pairs):
+        for k, (label, points, style) in enumerate(layers):
+            front = _front(np.asarray(points, dtype=float), objectives)
+            dots = ax.scatter(front[:, i], front[:, j], s=12, label=f"{label} ({len(front)})", **style)
+            if len(objectives) == 2 and len(front):
+                steps = _staircase(front, objectives)
+                ax.plot(steps[:, 0], steps[:, 1], color=dots.get_facecolor()[0], linewidth=0.9,
+                        linestyle=LINESTYLES[k % len(LINESTYLES)], zorder=style["zorder"])
+        ax.set_xlabel(f"{objectives[i].metric} ({objectives[i].mode})")
+        ax.set_ylabel(f"{objectives[j].metric} ({objectives[j].mode})")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(pairs):]:
+        ax.set_visible(False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -44,6 +44,7 @@ EVALUATORS = Registry("evaluator", {
 SEARCHERS = Registry("searcher", {
     "nar_sampling": "searchers.nar_sampling:NARSampling",
     "predictor_evolution": "searchers.predictor_evolution:PredictorGuidedEvolution",
+    "nsga2": "searchers.nsga2:NSGA2",
     "random_search": "searchers.random_search:RandomSearch",
     "regularized_evolution": "searchers.regularized_evolution:RegularizedEvolution",
 })

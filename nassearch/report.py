@@ -1,4 +1,5 @@
-"""Run summaries: the best architecture, how it ranks within the benchmark, incumbent curves."""
+"""Run summaries: the best architecture, how it ranks within the benchmark, incumbent curves, and for
+multi-objective runs the hypervolume of the Pareto front found."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from nassearch.metrics import hypervolume, hypervolume_ratio, pareto_front
 from nassearch.objectives import Objective
 from searchers.base import Trial
 
@@ -61,6 +63,21 @@ def summarize_run(trials: Sequence[Trial], objective: Objective, report_metric: 
     return summary
 
 
+#: Per-seed summary fields of multi-objective runs that ``aggregate`` averages over seeds.
+PARETO_FIELDS = ("hypervolume", "hypervolume_ratio")
+
+
+def pareto_summary(trials: Sequence[Trial], objectives: Sequence[Objective], reference: Sequence[float],
+                   true_front: np.ndarray | None) -> dict[str, Any]:
+    """Size and hypervolume (up to ``reference``) of the trials' Pareto front, and its ratio to the
+    hypervolume of ``true_front`` when given."""
+    _, front = pareto_front(trials, objectives)
+    summary: dict[str, Any] = {"front_size": len(front), "hypervolume": hypervolume(front, reference, objectives)}
+    if true_front is not None:
+        summary["hypervolume_ratio"] = hypervolume_ratio(front, true_front, reference, objectives)
+    return summary
+
+
 def aggregate(seed_summaries: dict[int, dict[str, Any]], objective: Objective,
               report_metric: str | None) -> dict[str, Any]:
     """Mean and std over seeds of the best trial's objective, report metric and standing."""
@@ -71,6 +88,7 @@ def aggregate(seed_summaries: dict[int, dict[str, Any]], objective: Objective,
         if report_metric is not None:
             values[report_metric] = best["metrics"][report_metric]
         values.update({k: v for k, v in best.get("standing", {}).items() if k != "space_size"})
+        values.update({k: summary[k] for k in PARETO_FIELDS if k in summary})
         for key, value in values.items():
             fields.setdefault(key, []).append(float(value))
     stats = {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "min": float(np.min(v)),
@@ -84,14 +102,15 @@ def format_table(title: str, seed_summaries: dict[int, dict[str, Any]], aggregat
     """A plain-text table: one row per seed, then mean ± std."""
     columns = [objective.metric] + ([report_metric] if report_metric and report_metric != objective.metric else [])
     has_standing = any("standing" in s["best"] for s in seed_summaries.values())
-    extra = ["rank", "percentile", "regret"] if has_standing else []
+    extra = (["rank", "percentile", "regret"] if has_standing else []) + [
+        k for k in PARETO_FIELDS if k in aggregated["stats"]]
     header = ["seed", *[f"best {c}" if c == objective.metric else c for c in columns], *extra, "trials", "arch"]
     rows = []
     for seed in sorted(seed_summaries):
         best = seed_summaries[seed]["best"]
-        standing_values = best.get("standing", {})
+        extra_values = {**best.get("standing", {}), **seed_summaries[seed]}
         rows.append([str(seed), *[f"{best['metrics'][c]:.3f}" for c in columns],
-                     *[_fmt(standing_values.get(k)) for k in extra],
+                     *[_fmt(extra_values.get(k)) for k in extra],
                      str(seed_summaries[seed]["num_trials"]), best["arch"]])
     stats = aggregated["stats"]
     rows.append(["mean±std", *[f"{stats[c]['mean']:.3f}±{stats[c]['std']:.3f}" for c in columns],

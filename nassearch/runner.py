@@ -29,8 +29,10 @@ from tqdm import tqdm
 from evaluators.base import Evaluator
 from nassearch import config as cfg
 from nassearch.errors import RunDirError
-from nassearch.plots import plot_search_curves
-from nassearch.report import aggregate, format_table, incumbent_curve, summarize_run
+from nassearch.metrics import pareto_front, pareto_mask, worst_point
+from nassearch.objectives import Objective
+from nassearch.plots import plot_pareto, plot_search_curves
+from nassearch.report import aggregate, format_table, incumbent_curve, pareto_summary, summarize_run
 from nassearch.store import TrialStore
 from searchers.base import Searcher, Trial
 from spaces.base import SearchSpace
@@ -84,9 +86,11 @@ def _trial_from_record(space: SearchSpace, record: dict[str, Any]) -> Trial:
 
 
 def _comparable(config_dict: dict[str, Any]) -> dict[str, Any]:
-    """A config without the keys that may change between a run and its resumption."""
-    output = {k: v for k, v in config_dict.get("output", {}).items() if k != "progress"}
-    return {**config_dict, "output": output}
+    """A config with today's defaults filled in (a run started before a new option existed stays
+    resumable) and without the keys that may change between a run and its resumption."""
+    resolved = cfg.validate(config_dict).to_dict()
+    output = {k: v for k, v in resolved["output"].items() if k != "progress"}
+    return {**resolved, "output": output}
 
 
 def run_seed(config: cfg.RunConfig, parts: Components, seed: int, directory: Path,
@@ -202,17 +206,31 @@ def run(config: cfg.RunConfig, repeats: int = 1, resume: str | Path | None = Non
         trials = run_seed(config, parts, seed, directory, progress=config.output["progress"])[search_start:]
         all_trials[seed] = trials
         summaries[seed] = summarize_run(trials, objective, report_metric, reference)
-        _write_json(directory / "summary.json", summaries[seed])
+    multi_objective = len(config.objectives) > 1
+    if multi_objective:
+        fronts = {seed: pareto_front(trials, config.objectives)[1] for seed, trials in all_trials.items()}
+        front = true_front(parts.evaluator, config.objectives)
+        pareto_reference = pareto_reference_point(config, fronts.values(), front)
+        for seed, trials in all_trials.items():
+            summaries[seed].update(pareto_summary(trials, config.objectives, pareto_reference, front))
+    for seed, seed_summary in summaries.items():
+        _write_json(run_dir / f"seed-{seed}" / "summary.json", seed_summary)
     aggregated = aggregate(summaries, objective, report_metric)
     summary = {"name": config.name, "space": config.space["name"], "evaluator": config.evaluator["name"],
                "searcher": config.searcher["name"], "objective": objective.metric, "mode": objective.mode,
                "budget": config.budget, "search_start": search_start, **aggregated}
+    if multi_objective:
+        summary["pareto_reference"] = [float(v) for v in pareto_reference]
     if config.output["plots"] and report_metric is not None:
         curves = {config.searcher["name"]: _stack([incumbent_curve(t, objective, report_metric)
                                                    for t in all_trials.values()])}
         best = None if reference is None else float(reference.max() if objective.mode == "max" else reference.min())
         summary["plots"] = [str(plot_search_curves(curves, report_metric, run_dir / "plots" / "search_curve.png",
                                                    best))]
+    if config.output["plots"] and multi_objective:
+        summary.setdefault("plots", []).append(str(plot_pareto(
+            {config.searcher["name"]: np.concatenate(list(fronts.values()))}, list(config.objectives),
+            run_dir / "plots" / "pareto.png", front)))
     if config.space["name"] in RETRAIN_CONFIGS:
         summary["retrain_command"] = (f"nassearch retrain {run_dir} --config "
                                       f"{RETRAIN_CONFIGS[config.space['name']]}")
@@ -221,6 +239,24 @@ def run(config: cfg.RunConfig, repeats: int = 1, resume: str | Path | None = Non
              f"{repeats} seed(s), budget {_budget_text(config.budget)}, search metric {objective.metric}")
     return SearchOutcome(run_dir, all_trials, summary, format_table(title, summaries, aggregated, objective,
                                                                      report_metric))
+
+
+def true_front(evaluator: Evaluator, objectives: Sequence[Objective]) -> np.ndarray | None:
+    """The benchmark's feasible Pareto front over the objectives' metrics (objectives' units), or None
+    when the evaluator has no whole-space reference values for one of them."""
+    columns = [evaluator.reference_values(o.metric) for o in objectives]
+    if any(c is None for c in columns):
+        return None
+    points = np.column_stack(columns)
+    return points[pareto_mask(points, objectives)]
+
+
+def pareto_reference_point(config: cfg.RunConfig, fronts: Any, front: np.ndarray | None) -> np.ndarray:
+    """The hypervolume reference point: ``output.pareto_reference`` when set, else per objective the worst
+    value on the true front when known, else the worst value on the union of the seeds' fronts."""
+    if config.output["pareto_reference"] is not None:
+        return np.asarray(config.output["pareto_reference"], dtype=float)
+    return worst_point(front if front is not None else np.concatenate(list(fronts)), config.objectives)
 
 
 def _budget_text(budget: dict[str, Any]) -> str:
@@ -238,22 +274,42 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
 
 
-def load_run_curves(run_dir: str | Path, metric: str | None = None) -> tuple[str, str, np.ndarray]:
-    """(label, metric, curves over seeds) of a finished run directory, read back from its stores."""
+def _load_run(run_dir: str | Path) -> tuple[cfg.RunConfig, list[list[Trial]]]:
+    """The config and the per-seed trials (archs left as strings) of a run directory."""
     run_dir = Path(run_dir)
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         raise RunDirError(f"{run_dir} is not a nassearch run directory (no config.yaml)")
     config = cfg.validate(yaml.safe_load(config_path.read_text()))
-    metric = metric or config.output["report_metric"] or config.objectives[0].metric
-    curves = []
+    seeds = []
     for seed_dir in sorted(run_dir.glob("seed-*")):
         with TrialStore(seed_dir / "trials.sqlite") as store:
             records = store.trials()
         trials = [Trial(index=r["idx"], arch=r["arch"], arch_str=r["arch"], metrics=r["metrics"],
                         status=r["status"]) for r in records]
         if trials:
-            curves.append(incumbent_curve(trials, config.objectives[0], metric))
-    if not curves:
+            seeds.append(trials)
+    if not seeds:
         raise RunDirError(f"{run_dir} holds no trials yet")
+    return config, seeds
+
+
+def load_run_curves(run_dir: str | Path, metric: str | None = None) -> tuple[str, str, np.ndarray]:
+    """(label, metric, curves over seeds) of a finished run directory, read back from its stores."""
+    config, seeds = _load_run(run_dir)
+    metric = metric or config.output["report_metric"] or config.objectives[0].metric
+    curves = [incumbent_curve(trials, config.objectives[0], metric) for trials in seeds]
     return f"{config.name} ({config.searcher['name']})", metric, _stack(curves)
+
+
+def load_run_front(run_dir: str | Path, data_dir: str | None = None
+                   ) -> tuple[str, list[Objective], np.ndarray, np.ndarray | None]:
+    """(label, objectives, Pareto-front points of all seeds together, the benchmark's true front or None)
+    of a run directory; the true front needs the run's evaluator (its tables are loaded)."""
+    config, seeds = _load_run(run_dir)
+    objectives = list(config.objectives)
+    if len(objectives) < 2:
+        raise RunDirError(f"{run_dir} searched a single objective ({objectives[0].metric}): it has no Pareto front")
+    points = np.concatenate([pareto_front(trials, objectives)[1] for trials in seeds])
+    front = true_front(build_components(config, data_dir).evaluator, objectives)
+    return f"{config.name} ({config.searcher['name']})", objectives, points, front

@@ -49,7 +49,7 @@ def test_resolved_config_round_trips_through_yaml():
     (lambda r: r.update(seed=-1), "seed: must be >= 0"),
     (lambda r: r.update(name="a b"), "may only contain"),
     (lambda r: r.pop("space"), "space: missing"),
-    (lambda r: r.update(searcher={"name": "hill_climbing"}), "unknown searcher 'hill_climbing'; known: nar_sampling, predictor_evolution, random_search"),
+    (lambda r: r.update(searcher={"name": "hill_climbing"}), "unknown searcher 'hill_climbing'; known: "),
     (lambda r: r["space"].update(seed=3), "space.seed: unknown key for space 'nasbench201'"),
     (lambda r: r.update(output={"plot": True}), "did you mean 'plots'"),
 ])

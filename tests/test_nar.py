@@ -8,7 +8,6 @@ from scipy.stats import kendalltau
 from nassearch.predictors.nar import (NARPredictor, batch_statistics, batch_tiers, nar_features, tier_histogram,
                                       update_tier_embeddings)
 from spaces.nasbench101 import NasBench101Space
-from spaces.nasbench201 import NasBench201Space
 
 PAPER_NB201_CODES = {"input": 0, "none": 0, "skip_connect": 1, "nor_conv_1x1": 2, "nor_conv_3x3": 3,
                      "avg_pool_3x3": 4, "output": 0}

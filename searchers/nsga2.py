@@ -1,0 +1,204 @@
+"""NSGA-II (Deb et al. 2002) on pymoo's ask/tell interface, with the space's own variation operators.
+
+pymoo runs the algorithm (binary tournament on rank and crowding, rank-and-crowding survival); the
+architectures live as Python objects in pymoo's ``X`` (one ``dtype=object`` column), and the pymoo
+operators below delegate to the space: ``sample``, ``crossover`` and ``mutate`` draw from the searcher's
+``rng``, duplicates are recognised by ``space.key`` (also against every architecture proposed before).
+
+Objectives are minimised by pymoo: ``mode: min`` metrics as they are, ``mode: max`` ones negated. An
+objective's ``bound`` becomes an inequality constraint ``G <= 0``. Failed trials and missing metrics get
+the value ``WORST`` on every objective (and so violate every bound).
+
+NSGA-II proposes whole generations: ``ask(n)`` hands out the current generation ``n`` at a time and asks
+pymoo for the next one only when every member of the current one has been told, so a batch never spans
+two generations (the last batch of a generation may be smaller than ``n``).
+
+Resume: pymoo's algorithm object is not JSON, so ``state_dict`` keeps the told objective values in tell
+order, how many proposals were handed out, and the random state at construction. ``load_state_dict``
+rebuilds the algorithm from the same seed and replays every generation's ask/tell, which is deterministic
+and so restores exactly the state (random generators included) the original searcher had.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from pymoo.algorithms.moo.nsga2 import NSGA2 as PymooNSGA2
+from pymoo.core.crossover import Crossover
+from pymoo.core.duplicate import DuplicateElimination
+from pymoo.core.evaluator import Evaluator
+from pymoo.core.mutation import Mutation
+from pymoo.core.population import Population
+from pymoo.core.problem import Problem
+from pymoo.core.sampling import Sampling
+from pymoo.problems.static import StaticProblem
+
+from nassearch.objectives import Objective
+from searchers.base import Searcher, Trial
+from spaces.base import Arch, SearchSpace
+
+#: Minimisation-form value of every objective of a failed trial (finite, so crowding distances stay defined).
+WORST = 1e30
+
+
+def minimisation_form(metrics: Sequence[dict[str, float]], objectives: Sequence[Objective]) -> np.ndarray:
+    """(n, len(objectives)) values to minimise: ``min`` metrics as they are, ``max`` ones negated;
+    missing or NaN metrics become ``WORST``."""
+    values = -np.array([[o.signed(m) for o in objectives] for m in metrics], dtype=float).reshape(-1, len(objectives))
+    return np.where(np.isfinite(values), values, WORST)
+
+
+def _column(archs: Sequence[Arch]) -> np.ndarray:
+    """Architectures as pymoo's X: an object array (n, 1) (filled item by item so tuples stay whole)."""
+    X = np.empty((len(archs), 1), dtype=object)
+    for i, arch in enumerate(archs):
+        X[i, 0] = arch
+    return X
+
+
+class SpaceSampling(Sampling):
+    """Uniform samples from the space."""
+
+    def __init__(self, space: SearchSpace, rng: np.random.Generator) -> None:
+        super().__init__()
+        self.space, self.rng = space, rng
+
+    def _do(self, problem, n_samples, *args, **kwargs):
+        return _column([self.space.sample(self.rng) for _ in range(n_samples)])
+
+
+class SpaceCrossover(Crossover):
+    """One child per pair of parents by ``space.crossover``."""
+
+    def __init__(self, space: SearchSpace, rng: np.random.Generator, prob: float) -> None:
+        super().__init__(n_parents=2, n_offsprings=1, prob=prob)
+        self.space, self.rng = space, rng
+
+    def _do(self, problem, X, *args, **kwargs):
+        children = [self.space.crossover(a, b, self.rng) for a, b in zip(X[0, :, 0], X[1, :, 0])]
+        return _column(children)[None]
+
+
+class SpaceMutation(Mutation):
+    """``space.mutate`` of each individual (pymoo applies it with probability ``prob``)."""
+
+    def __init__(self, space: SearchSpace, rng: np.random.Generator, prob: float) -> None:
+        super().__init__(prob=prob)
+        self.space, self.rng = space, rng
+
+    def _do(self, problem, X, *args, **kwargs):
+        return _column([self.space.mutate(arch, self.rng) for arch in X[:, 0]])
+
+
+class KeyDuplicateElimination(DuplicateElimination):
+    """Duplicates by ``space.key``: within a population, against ``other``, and against ``seen`` keys."""
+
+    def __init__(self, space: SearchSpace, seen: set[str]) -> None:
+        super().__init__()
+        self.space, self.seen = space, seen
+
+    def _do(self, pop, other, is_duplicate):
+        keys = [self.space.key(arch) for arch in pop.get("X")[:, 0]]
+        if other is not None:
+            known = {self.space.key(arch) for arch in other.get("X")[:, 0]}
+            return np.array([key in known for key in keys])
+        first = set()
+        for i, key in enumerate(keys):
+            is_duplicate[i] = key in first or key in self.seen
+            first.add(key)
+        return is_duplicate
+
+
+class NSGA2(Searcher):
+    """NSGA-II over the config's objectives (population 50, crossover 0.9, mutation 1.0)."""
+
+    name = "nsga2"
+
+    def __init__(self, space, objectives, seed: int, population_size: int = 50, crossover_prob: float = 0.9,
+                 mutation_prob: float = 1.0) -> None:
+        super().__init__(space, objectives, seed)
+        if population_size < 2:
+            raise ValueError(f"population_size must be >= 2, got {population_size}")
+        for key, prob in (("crossover_prob", crossover_prob), ("mutation_prob", mutation_prob)):
+            if not 0.0 <= prob <= 1.0:
+                raise ValueError(f"{key} must lie in [0, 1], got {prob}")
+        self.population_size = population_size
+        self.crossover_prob = crossover_prob
+        self.mutation_prob = mutation_prob
+        self.bounds = [(j, o.bound if o.mode == "min" else -o.bound)
+                       for j, o in enumerate(self.objectives) if o.bound is not None]
+        self._initial_rng = self.rng.bit_generator.state
+        self._reset()
+
+    def _reset(self) -> None:
+        """A fresh pymoo algorithm, the random state of construction, nothing proposed or told."""
+        self.rng.bit_generator.state = self._initial_rng
+        self.seen: set[str] = set()
+        self.generation: Population | None = None  # asked from pymoo, not yet told back
+        self.handed = 0  # members of ``generation`` handed out by ask
+        self.told: list[list[float]] = []  # minimisation-form objective values of every told trial
+        self.pending: list[list[float]] = []  # those of the current generation
+        self.problem = Problem(n_var=1, n_obj=len(self.objectives), n_ieq_constr=len(self.bounds), vtype=object)
+        self.algorithm = PymooNSGA2(
+            pop_size=self.population_size,
+            sampling=SpaceSampling(self.space, self.rng),
+            crossover=SpaceCrossover(self.space, self.rng, self.crossover_prob),
+            mutation=SpaceMutation(self.space, self.rng, self.mutation_prob),
+            eliminate_duplicates=KeyDuplicateElimination(self.space, self.seen),
+        )
+        self.algorithm.setup(self.problem, seed=int(self.rng.integers(2 ** 31)), verbose=False)
+
+    def _next_generation(self) -> None:
+        generation = self.algorithm.ask()
+        if generation is None or len(generation) == 0:
+            raise RuntimeError("NSGA-II could not produce a new unique architecture (the space is exhausted)")
+        self.generation, self.handed = generation, 0
+        self.seen.update(self.space.key(arch) for arch in generation.get("X")[:, 0])
+
+    def ask(self, n: int) -> list[Arch]:
+        if self.generation is None:
+            self._next_generation()
+        if self.handed == len(self.generation):
+            raise RuntimeError("nsga2: tell the trials of the current generation before asking for more")
+        archs = list(self.generation.get("X")[self.handed:self.handed + n, 0])
+        self.handed += len(archs)
+        return archs
+
+    def tell(self, trials: Sequence[Trial]) -> None:
+        F = minimisation_form([t.metrics if t.ok else {} for t in trials], self.objectives)
+        self._tell_values(F.tolist())
+
+    def _tell_values(self, rows: list[list[float]]) -> None:
+        if self.generation is None or len(self.pending) + len(rows) > self.handed:
+            raise RuntimeError("nsga2: told more trials than were asked")
+        self.told.extend(rows)
+        self.pending.extend(rows)
+        if len(self.pending) == len(self.generation):
+            F = np.array(self.pending)
+            G = np.stack([F[:, j] - bound for j, bound in self.bounds], axis=1) if self.bounds else None
+            Evaluator().eval(StaticProblem(self.problem, F=F, G=G), self.generation)
+            self.algorithm.tell(infills=self.generation)
+            self.generation, self.handed, self.pending = None, 0, []
+
+    @property
+    def asked(self) -> int:
+        """How many architectures ``ask`` has handed out so far."""
+        return len(self.told) - len(self.pending) + self.handed
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "initial_rng": self._initial_rng, "told": self.told, "asked": self.asked}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Rebuild the algorithm from the seed and replay every ask/tell (see the module docstring)."""
+        self._initial_rng = state["initial_rng"]
+        self._reset()
+        told, asked = state["told"], int(state["asked"])
+        while self.asked < asked:
+            archs = self.ask(asked - self.asked)
+            rows = told[len(self.told):len(self.told) + len(archs)]
+            if rows:
+                self._tell_values(rows)
+        if self.rng.bit_generator.state != state["rng"]:
+            raise ValueError("nsga2 state: replaying the told trials did not reproduce the saved random state")
