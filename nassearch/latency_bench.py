@@ -151,13 +151,8 @@ def validate_latency_bench(raw: dict[str, Any], resolve_predictors: bool = True)
 
 
 def _benchmark(raw: Any, resolve_predictors: bool) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise ConfigError("benchmark: expected a mapping, e.g. benchmark: {source: nb201, predictors: [static_xgb]}")
-    _reject_unknown(raw, BENCHMARK_KEYS, "benchmark")
-    for required in ("source", "predictors"):
-        if raw.get(required) is None:
-            raise ConfigError(f"benchmark.{required}: missing")
-    bench = {**BENCHMARK_DEFAULTS, **raw}
+    bench = pb.benchmark_section(raw, BENCHMARK_KEYS, BENCHMARK_DEFAULTS, ("source", "predictors"),
+                                 "{source: nb201, predictors: [static_xgb]}")
     bench["source"] = _source(bench["source"])
     fraction = _typed("benchmark.train_fraction", bench["train_fraction"], float)
     if not 0 < fraction < 1:

@@ -135,14 +135,21 @@ def validate_bench(raw: dict[str, Any], resolve_predictors: bool = True) -> Benc
                        benchmark=_benchmark(raw["benchmark"], resolve_predictors), output=output)
 
 
-def _benchmark(raw: Any, resolve_predictors: bool) -> dict[str, Any]:
+def benchmark_section(raw: Any, keys: Sequence[str], defaults: dict[str, Any], required: Sequence[str],
+                      example: str) -> dict[str, Any]:
+    """A ``benchmark:`` section checked for type, unknown and missing keys, with ``defaults`` filled in."""
     if not isinstance(raw, dict):
-        raise ConfigError("benchmark: expected a mapping, e.g. benchmark: {train_sizes: [100], predictors: [xgb]}")
-    _reject_unknown(raw, BENCHMARK_KEYS, "benchmark")
-    for required in ("train_sizes", "predictors"):
-        if raw.get(required) is None:
-            raise ConfigError(f"benchmark.{required}: missing")
-    bench = {**BENCHMARK_DEFAULTS, **raw}
+        raise ConfigError(f"benchmark: expected a mapping, e.g. benchmark: {example}")
+    _reject_unknown(raw, keys, "benchmark")
+    for key in required:
+        if raw.get(key) is None:
+            raise ConfigError(f"benchmark.{key}: missing")
+    return {**defaults, **raw}
+
+
+def _benchmark(raw: Any, resolve_predictors: bool) -> dict[str, Any]:
+    bench = benchmark_section(raw, BENCHMARK_KEYS, BENCHMARK_DEFAULTS, ("train_sizes", "predictors"),
+                              "{train_sizes: [100], predictors: [xgb]}")
     sizes = _typed("benchmark.train_sizes", bench["train_sizes"], list[int])
     if not sizes or min(sizes) < 2 or len(set(sizes)) != len(sizes):
         raise ConfigError(f"benchmark.train_sizes: expected distinct integers >= 2, got {sizes}")
