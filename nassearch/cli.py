@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(latency)
     latency.add_argument("--workers", type=int, default=None, help="worker processes (default: benchmark.workers)")
     latency.add_argument("--overwrite", action="store_true", help="delete the benchmark directory's results first")
+    executor = bench_commands.add_parser("executor", help="wall time of one search seed, serial vs the config's "
+                                                          "executor, every evaluation delayed by --delay seconds")
+    _add_config_args(executor)
+    executor.add_argument("--delay", type=float, default=1.0, help="seconds added to every evaluation (default 1)")
     return parser
 
 
@@ -249,6 +253,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return cmd_bench_predictors(args)
     if args.bench_command == "latency":
         return cmd_bench_latency(args)
+    if args.bench_command == "executor":
+        return cmd_bench_executor(args)
     from nassearch.benchmarks import evaluator_throughput, format_throughput
     from nassearch.runner import build_components
 
@@ -257,6 +263,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     rows = evaluator_throughput(parts.space, parts.evaluator, args.batch_sizes, args.rounds, config.seed)
     print(format_throughput(rows, f"{config.evaluator['name']} on {config.space['name']}: "
                                   f"median of {args.rounds} rounds"))
+    return 0
+
+
+def cmd_bench_executor(args: argparse.Namespace) -> int:
+    from nassearch.executor_bench import executor_rows, format_executor_rows
+
+    if args.delay < 0:
+        raise cfg.ConfigError(f"--delay must be >= 0 seconds, got {args.delay}")
+    config = cfg.load(args.config, args.overrides)
+    rows = executor_rows(config, args.delay, args.data_dir)
+    print(format_executor_rows(rows, f"{config.name}: {config.searcher['name']} on {config.space['name']}, seed "
+                                     f"{config.seed}, every evaluation delayed by {args.delay:g} s"))
     return 0
 
 

@@ -1,19 +1,137 @@
-"""Executors: how the evaluations of one ``ask`` batch are run. Results come back in ask order."""
+"""Executors: how the evaluations of one ``ask`` batch are run.
+
+``run(evaluator, archs)`` yields ``(position, outcome)`` pairs as evaluations finish, ``position`` being
+the architecture's index in ``archs`` and ``outcome`` its ``Result`` or, after the executor's retries
+are used up, a ``Failure``. The runner stores each outcome under its ask-order index as it arrives,
+so the store's order is the ask order whatever the finish order.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections import deque
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from evaluators.base import Evaluator, Result
 from spaces.base import Arch
 
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An evaluation that failed on every attempt: the last error's first line and the attempts made."""
+
+    error: str
+    attempts: int
+
+
+Outcome = Result | Failure
+
 
 class SerialExecutor:
-    """Evaluates one architecture after the other in this process."""
+    """Evaluates one architecture after the other in this process; evaluator errors propagate."""
 
     name = "serial"
 
-    def run(self, evaluator: Evaluator, archs: Sequence[Arch]) -> Iterator[Result]:
-        """Yield each architecture's Result as soon as it is ready, in order."""
-        for arch in archs:
-            yield evaluator.evaluate(arch)
+    def start(self) -> None:
+        """Nothing to start."""
+
+    def run(self, evaluator: Evaluator, archs: Sequence[Arch]) -> Iterator[tuple[int, Outcome]]:
+        """Yield ``(position, Result)`` for each architecture, in order."""
+        for position, arch in enumerate(archs):
+            yield position, evaluator.evaluate(arch)
+
+
+def evaluate_one(evaluator: Evaluator, arch: Arch) -> Result:
+    """The body of one Ray task."""
+    return evaluator.evaluate(arch)
+
+
+class RayExecutor:
+    """Evaluates a batch as Ray tasks, at most ``max_concurrent`` at a time, on a local Ray instance
+    (``address: local``, ``num_cpus`` logical CPUs, default all) or an existing cluster (``address: auto`` or
+    ``host:port``, ``ray://host:port``). Each task reserves ``num_cpus_per_trial`` CPUs and
+    ``num_gpus_per_trial`` GPUs. A task whose evaluator raised or whose worker died is resubmitted up to
+    ``max_retries`` times, then reported as a ``Failure``; no evaluation is ever dropped.
+
+    On a cluster, every node needs nassearch installed and the benchmark data at the same path.
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str = "local", num_cpus: int | None = None, num_cpus_per_trial: float = 1.0,
+                 num_gpus_per_trial: float = 0.0, max_concurrent: int | None = None, max_retries: int = 2) -> None:
+        if not address:
+            raise ValueError("address must be 'local', 'auto' or a cluster address such as 'ray://host:10001'")
+        if num_cpus is not None and num_cpus < 1:
+            raise ValueError(f"num_cpus must be >= 1, got {num_cpus}")
+        if address != "local" and num_cpus is not None:
+            raise ValueError("num_cpus sizes a local Ray instance; leave it out with a cluster address")
+        if num_cpus_per_trial < 0 or num_gpus_per_trial < 0:
+            raise ValueError("num_cpus_per_trial and num_gpus_per_trial must be >= 0")
+        if max_concurrent is not None and max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent}")
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        self.address, self.num_cpus = address, num_cpus
+        self.num_cpus_per_trial, self.num_gpus_per_trial = num_cpus_per_trial, num_gpus_per_trial
+        self.max_concurrent, self.max_retries = max_concurrent, max_retries
+        self._evaluator: tuple[Evaluator, Any] | None = None  # (evaluator, its object ref)
+
+    def start(self) -> Any:
+        """Connect to (or start) Ray once; return the ``ray`` module."""
+        import ray
+
+        if not ray.is_initialized():
+            if self.address == "local":
+                ray.init(num_cpus=self.num_cpus, include_dashboard=False, configure_logging=False)
+            else:
+                ray.init(address=self.address, configure_logging=False)
+        return ray
+
+    def _evaluator_ref(self, ray: Any, evaluator: Evaluator) -> Any:
+        """The evaluator in Ray's object store, shipped once per evaluator, not once per task."""
+        if self._evaluator is None or self._evaluator[0] is not evaluator:
+            self._evaluator = (evaluator, ray.put(evaluator))
+        return self._evaluator[1]
+
+    def run(self, evaluator: Evaluator, archs: Sequence[Arch]) -> Iterator[tuple[int, Outcome]]:
+        """Yield ``(position, outcome)`` as the tasks finish."""
+        if not archs:
+            return
+        ray = self.start()
+        task = ray.remote(num_cpus=self.num_cpus_per_trial, num_gpus=self.num_gpus_per_trial,
+                          max_retries=0)(evaluate_one)
+        evaluator_ref = self._evaluator_ref(ray, evaluator)
+        limit = self.max_concurrent or len(archs)
+        waiting: deque[tuple[int, int]] = deque((position, 1) for position in range(len(archs)))
+        running: dict[Any, tuple[int, int]] = {}
+        while waiting or running:
+            while waiting and len(running) < limit:
+                position, attempt = waiting.popleft()
+                running[task.remote(evaluator_ref, archs[position])] = (position, attempt)
+            (ref,), _ = ray.wait(list(running), num_returns=1)
+            position, attempt = running.pop(ref)
+            try:
+                outcome: Outcome = ray.get(ref)
+            except ray.exceptions.RayError as exc:
+                error = _describe(ray, exc)
+                if attempt <= self.max_retries:
+                    log.warning("evaluation %d failed on attempt %d (%s); retrying", position, attempt, error)
+                    waiting.appendleft((position, attempt + 1))
+                    continue
+                log.error("evaluation %d failed on all %d attempts (%s); recorded as failed", position, attempt,
+                          error)
+                outcome = Failure(error, attempt)
+            yield position, outcome
+
+
+def _describe(ray: Any, exc: Exception) -> str:
+    """One line on why a Ray task failed: the evaluator's own exception, or Ray's first line."""
+    cause = getattr(exc, "cause", None) if isinstance(exc, ray.exceptions.RayTaskError) else None
+    if cause is not None:
+        return f"{type(cause).__name__}: {cause}"
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

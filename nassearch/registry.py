@@ -59,5 +59,6 @@ PREDICTORS = Registry("predictor", {
     "xgb": "nassearch.predictors.xgb:XGBPredictor",
 })
 EXECUTORS = Registry("executor", {
+    "ray": "nassearch.executors:RayExecutor",
     "serial": "nassearch.executors:SerialExecutor",
 })

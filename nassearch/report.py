@@ -65,6 +65,8 @@ def summarize_run(trials: Sequence[Trial], objective: Objective, report_metric: 
 
 #: Per-seed summary fields of multi-objective runs that ``aggregate`` averages over seeds.
 PARETO_FIELDS = ("hypervolume", "hypervolume_ratio")
+#: Per-seed seconds spent by the searcher itself (ask / tell, and a predictor's fitting), averaged too.
+TIMING_FIELDS = ("searcher_s", "predictor_fit_s")
 
 
 def pareto_summary(trials: Sequence[Trial], objectives: Sequence[Objective], reference: Sequence[float],
@@ -88,7 +90,7 @@ def aggregate(seed_summaries: dict[int, dict[str, Any]], objective: Objective,
         if report_metric is not None:
             values[report_metric] = best["metrics"][report_metric]
         values.update({k: v for k, v in best.get("standing", {}).items() if k != "space_size"})
-        values.update({k: summary[k] for k in PARETO_FIELDS if k in summary})
+        values.update({k: summary[k] for k in PARETO_FIELDS + TIMING_FIELDS if k in summary})
         for key, value in values.items():
             fields.setdefault(key, []).append(float(value))
     stats = {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "min": float(np.min(v)),
@@ -103,7 +105,7 @@ def format_table(title: str, seed_summaries: dict[int, dict[str, Any]], aggregat
     columns = [objective.metric] + ([report_metric] if report_metric and report_metric != objective.metric else [])
     has_standing = any("standing" in s["best"] for s in seed_summaries.values())
     extra = (["rank", "percentile", "regret"] if has_standing else []) + [
-        k for k in PARETO_FIELDS if k in aggregated["stats"]]
+        k for k in PARETO_FIELDS + TIMING_FIELDS if k in aggregated["stats"]]
     header = ["seed", *[f"best {c}" if c == objective.metric else c for c in columns], *extra, "trials", "arch"]
     rows = []
     for seed in sorted(seed_summaries):

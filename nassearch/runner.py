@@ -29,6 +29,7 @@ from tqdm import tqdm
 from evaluators.base import Evaluator
 from nassearch import config as cfg
 from nassearch.errors import RunDirError
+from nassearch.executors import Failure, Outcome
 from nassearch.metrics import pareto_front, pareto_mask, worst_point
 from nassearch.objectives import Objective
 from nassearch.plots import plot_pareto, plot_search_curves
@@ -93,9 +94,19 @@ def _comparable(config_dict: dict[str, Any]) -> dict[str, Any]:
     return {**resolved, "output": output}
 
 
+@dataclass
+class SeedRun:
+    """One seed's trials in ask order and the seconds its searcher spent in ask / tell (``searcher_s``,
+    summed over resumptions) and in its named phases (``timings``)."""
+
+    trials: list[Trial]
+    searcher_s: float
+    timings: dict[str, float]
+
+
 def run_seed(config: cfg.RunConfig, parts: Components, seed: int, directory: Path,
-             progress: bool = True) -> list[Trial]:
-    """Run (or resume) the search of one seed in ``directory``; return its trials in ask order."""
+             progress: bool = True) -> SeedRun:
+    """Run (or resume) the search of one seed in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     seed_config = config.with_seed(seed)
     with TrialStore(directory / "trials.sqlite") as store:
@@ -107,51 +118,74 @@ def run_seed(config: cfg.RunConfig, parts: Components, seed: int, directory: Pat
             raise RunDirError(f"{directory} was run with a different config; resume it with the config in "
                               f"{directory / 'config.yaml'} or start a new run directory")
         searcher = build_searcher(config, parts, seed)
-        trials = [_trial_from_record(parts.space, r) for r in store.trials()]
+        store.set_meta("search_start", searcher.search_start)
+        stored = {r["idx"]: _trial_from_record(parts.space, r) for r in store.trials()}
         told = 0
         checkpoint = store.checkpoint()
         if checkpoint is not None:
             told, state = checkpoint
             searcher.load_state_dict(state)
-        history = trials[:told]
+        history = [stored[i] for i in range(told)]
+        searcher_s = float(store.meta("searcher_seconds", 0.0))
         budget = config.budget
         total = budget["evaluations"] or budget["cost_seconds"]
         bar = tqdm(total=total, initial=_progress(budget, history), desc=f"{config.name} seed {seed}",
                    file=sys.stderr, disable=not progress, leave=False, dynamic_ncols=True)
         while (n := _batch_size(budget, history)) > 0:
+            start = time.perf_counter()
             archs = searcher.ask(n)
-            batch = _replay(parts.space, archs, trials[len(history):], directory)
-            fresh = archs[len(batch):]
-            for arch, result in zip(fresh, parts.executor.run(parts.evaluator, fresh)):
-                now = time.time()
-                trial = Trial(index=len(history) + len(batch), arch=arch, arch_str=parts.space.to_str(arch),
-                              metrics=result.metrics, cost_s=result.cost_s, wall_s=result.wall_s,
-                              status="ok", started=now - result.wall_s, finished=now)
-                store.add_trial(trial.index, trial.arch_str, trial.metrics, trial.cost_s, trial.wall_s,
-                                trial.status, trial.started, trial.finished)
-                trials.append(trial)
-                batch.append(trial)
-            searcher.tell(batch)
-            history.extend(batch)
+            searcher_s += time.perf_counter() - start
+            batch = _replay(parts.space, archs, stored, len(history), directory)
+            fresh = [position for position in range(len(archs)) if position not in batch]
+            for i, outcome in parts.executor.run(parts.evaluator, [archs[p] for p in fresh]):
+                position = fresh[i]
+                index = len(history) + position
+                batch[position] = _record(store, parts.space, index, archs[position], outcome)
+            batch_trials = [batch[position] for position in range(len(archs))]
+            start = time.perf_counter()
+            searcher.tell(batch_trials)
+            searcher_s += time.perf_counter() - start
+            history.extend(batch_trials)
             store.save_checkpoint(len(history), searcher.state_dict())
+            store.set_meta("searcher_seconds", searcher_s)
             bar.update(_progress(budget, history) - bar.n)
         bar.close()
-    return history
+    return SeedRun(history, searcher_s, searcher.timings())
 
 
 def _progress(budget: dict[str, Any], history: Sequence[Trial]) -> float:
     return len(history) if budget["evaluations"] is not None else sum(t.cost_s for t in history)
 
 
-def _replay(space: SearchSpace, archs: Sequence[Any], stored: Sequence[Trial], directory: Path) -> list[Trial]:
-    """Trials already in the store for the first of ``archs``; they must be the same architectures."""
-    replayed = []
-    for arch, trial in zip(archs, stored):
+def _record(store: TrialStore, space: SearchSpace, index: int, arch: Any, outcome: Outcome) -> Trial:
+    """Commit one evaluation's outcome as trial ``index`` and return it."""
+    now = time.time()
+    if isinstance(outcome, Failure):
+        trial = Trial(index=index, arch=arch, arch_str=space.to_str(arch), status="failed", started=now,
+                      finished=now)
+    else:
+        trial = Trial(index=index, arch=arch, arch_str=space.to_str(arch), metrics=outcome.metrics,
+                      cost_s=outcome.cost_s, wall_s=outcome.wall_s, status="ok", started=now - outcome.wall_s,
+                      finished=now)
+    store.add_trial(trial.index, trial.arch_str, trial.metrics, trial.cost_s, trial.wall_s, trial.status,
+                    trial.started, trial.finished)
+    return trial
+
+
+def _replay(space: SearchSpace, archs: Sequence[Any], stored: dict[int, Trial], first: int,
+            directory: Path) -> dict[int, Trial]:
+    """Position in ``archs`` -> the trial already stored for it (indices from ``first``; an interrupted
+    parallel batch may have stored any subset); a stored trial must hold the same architecture."""
+    replayed = {}
+    for position, arch in enumerate(archs):
+        trial = stored.get(first + position)
+        if trial is None:
+            continue
         if space.key(arch) != space.key(trial.arch):
             raise RunDirError(f"resuming {directory} diverged at trial {trial.index}: the store holds "
                               f"{trial.arch_str} but the searcher proposed {space.to_str(arch)}; the run "
                               "cannot be resumed reproducibly (was the code or data changed?)")
-        replayed.append(trial)
+        replayed[position] = trial
     return replayed
 
 
@@ -203,9 +237,10 @@ def run(config: cfg.RunConfig, repeats: int = 1, resume: str | Path | None = Non
     search_start = build_searcher(config, parts, config.seed).search_start
     for seed in range(config.seed, config.seed + repeats):
         directory = run_dir / f"seed-{seed}"
-        trials = run_seed(config, parts, seed, directory, progress=config.output["progress"])[search_start:]
-        all_trials[seed] = trials
-        summaries[seed] = summarize_run(trials, objective, report_metric, reference)
+        seed_run = run_seed(config, parts, seed, directory, progress=config.output["progress"])
+        all_trials[seed] = trials = seed_run.trials[search_start:]
+        summaries[seed] = {**summarize_run(trials, objective, report_metric, reference),
+                           "searcher_s": seed_run.searcher_s, **seed_run.timings}
     multi_objective = len(config.objectives) > 1
     if multi_objective:
         fronts = {seed: pareto_front(trials, config.objectives)[1] for seed, trials in all_trials.items()}
@@ -275,7 +310,8 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
 
 
 def _load_run(run_dir: str | Path) -> tuple[cfg.RunConfig, list[list[Trial]]]:
-    """The config and the per-seed trials (archs left as strings) of a run directory."""
+    """The config and the per-seed search-phase trials (archs left as strings; a searcher's training
+    set, before ``search_start``, left out as in the run's summary) of a run directory."""
     run_dir = Path(run_dir)
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
@@ -284,7 +320,7 @@ def _load_run(run_dir: str | Path) -> tuple[cfg.RunConfig, list[list[Trial]]]:
     seeds = []
     for seed_dir in sorted(run_dir.glob("seed-*")):
         with TrialStore(seed_dir / "trials.sqlite") as store:
-            records = store.trials()
+            records = store.trials()[store.meta("search_start", 0):]
         trials = [Trial(index=r["idx"], arch=r["arch"], arch_str=r["arch"], metrics=r["metrics"],
                         status=r["status"]) for r in records]
         if trials:

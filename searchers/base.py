@@ -69,6 +69,10 @@ class Searcher(ABC):
     def tell(self, trials: Sequence[Trial]) -> None:
         """Learn from the trials of the architectures last asked for, in ask order."""
 
+    def timings(self) -> dict[str, float]:
+        """Seconds spent in the searcher's own named phases (NAR: ``predictor_fit_s``), for the run summary."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable state; subclasses extend it with their own fields."""
         return {"rng": self.rng.bit_generator.state}

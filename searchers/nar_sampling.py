@@ -35,6 +35,7 @@ data (deterministic), so a resumed search proposes exactly what the original wou
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -133,6 +134,7 @@ class NARSampling(HistorySearcher):
         self.initial: list[Arch] = []
         self.iteration = 0
         self.fitted = False
+        self.fit_s = 0.0
 
     @property
     def search_start(self) -> int:
@@ -173,7 +175,9 @@ class NARSampling(HistorySearcher):
         graphs = [self.space.encode(a) for a, _ in initial]
         y = np.array([f for _, f in initial])
         val = (graphs[self.train_size:], y[self.train_size:]) if self.val_size else None
+        start = time.perf_counter()
         self.predictor.fit(graphs[: self.train_size], y[: self.train_size], val)
+        self.fit_s = time.perf_counter() - start
         self.fitted = True
 
     def _iterate(self) -> list[Arch]:
@@ -241,8 +245,11 @@ class NARSampling(HistorySearcher):
 
     # learning and state ---------------------------------------------------------------------
 
+    def timings(self) -> dict[str, float]:
+        return {"predictor_fit_s": self.fit_s}
+
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "iteration": self.iteration, "fitted": self.fitted,
+        return {**super().state_dict(), "iteration": self.iteration, "fitted": self.fitted, "fit_s": self.fit_s,
                 "initial": [self.space.to_str(a) for a in self.initial]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -252,3 +259,4 @@ class NARSampling(HistorySearcher):
         self.fitted = False
         if state["fitted"]:
             self._fit()  # deterministic from the predictor's seed and the same data
+        self.fit_s = float(state.get("fit_s", self.fit_s))  # the original fit's time, not the refit's

@@ -78,6 +78,18 @@ def test_bench_evaluator_prints_throughput(make_config, data_dir, capsys):
     assert "query_batch" in out and "evaluate_batch" in out and "queries/s" in out
 
 
+def test_bench_executor_times_the_serial_executor_and_checks_delay(make_config, data_dir, capsys):
+    config = str(make_config(budget={"evaluations": 6, "batch_size": 3}))
+    assert main(["bench", "executor", config, "--delay", "0.05", "--data-dir", str(data_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "delayed by 0.05 s" in lines[0] and lines[1].split()[:4] == ["executor", "max_concurrent", "evaluations",
+                                                                         "failed"]
+    serial = lines[2].split()
+    assert serial[:4] == ["serial", "1", "6", "0"] and float(serial[5]) >= 0.25 and serial[-1] == "yes"
+    assert main(["bench", "executor", config, "--delay", "-1"]) == 2
+    assert "--delay must be >= 0" in capsys.readouterr().err
+
+
 def test_console_script_exits_nonzero_without_traceback(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"name": "x", "space": {"name": "nasbench201"}, "serch": 1}))

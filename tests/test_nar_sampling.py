@@ -126,3 +126,10 @@ def test_run_summaries_cover_the_search_phase_only(one_torch_thread, make_config
     assert outcome.summary["search_start"] == 200
     assert [t.index for t in outcome.trials[0]] == list(range(200, 210))
     assert outcome.summary["stats"]["val_acc"]["max"] == max(t.metrics["val_acc"] for t in outcome.trials[0])
+    seed_summary = outcome.summary["per_seed"]["0"]
+    assert 0 < seed_summary["predictor_fit_s"] <= seed_summary["searcher_s"]
+    assert "predictor_fit_s" in outcome.table and "searcher_s" in outcome.table
+    from nassearch.runner import load_run_curves
+
+    _, _, curves = load_run_curves(outcome.run_dir)
+    assert curves.shape == (1, 10)  # nassearch plot leaves the training set out too

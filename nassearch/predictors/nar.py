@@ -29,7 +29,7 @@ configs): AdamW (eps 1e-9), the Transformer's inverse-square-root schedule
 dropped, the epoch with the best validation Kendall tau kept when ``fit`` gets a validation set. Defaults
 are the NB101 settings (dim 256, FFN 1024, 35 epochs, batch 256, 50 warm-up steps, λ 9, 8 bins); the NB201
 ones are dim 128, FFN 512, tier head 256, ranking head 1024, β2 0.99, weight decay 1e-2, 55 epochs, batch
-128, 30 warm-up steps, λ 1, 5 bins, lr_mul 0.07 (experiments/nar_nb201.yaml).
+128, 30 warm-up steps, λ 1, 5 bins, lr_mul 0.07 (experiments/nar_nb201_paper.yaml).
 
 ``predict`` returns the ranking score (higher is better; relative, not the target's scale), or in
 ``mode="classification"`` the log-probability of the top tier; ``predict_tiers`` the tier probabilities
@@ -39,6 +39,7 @@ ones are dim 128, FFN 512, tier head 256, ranking head 1024, β2 0.99, weight de
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -52,6 +53,8 @@ from torch import nn
 from nassearch.graph import ArchGraph
 from nassearch.predictors.base import Capabilities, Predictor
 from nassearch.predictors.training import parameter_groups, pairwise_ranking_loss, resolve_device
+
+log = logging.getLogger(__name__)
 
 Mode = Literal["both", "classification", "ranking"]
 
@@ -163,35 +166,67 @@ def batch_statistics(graphs: Sequence[ArchGraph], tiers: np.ndarray, num_tiers: 
                            params_edges, params_hist, op_counts)
 
 
+class Attention(nn.Module):
+    """Multi-head attention of ``queries`` over ``keys_values`` (already projected, (B, H, M, 2 * D / H)),
+    on ``scaled_dot_product_attention`` with dropout on the attention weights while training."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.query, self.key_value, self.out = nn.Linear(dim, dim), nn.Linear(dim, 2 * dim), nn.Linear(dim, dim)
+
+    def project_keys_values(self, memory: torch.Tensor) -> torch.Tensor:
+        """(B, M, D) -> (B, H, M, 2 * D / H), keys then values in the last dimension."""
+        b, m, d = memory.shape
+        return self.key_value(memory).view(b, m, 2, self.heads, d // self.heads).permute(0, 3, 1, 2, 4).flatten(3)
+
+    def forward(self, x: torch.Tensor, keys_values: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        q = self.query(x).view(b, n, self.heads, d // self.heads).transpose(1, 2)
+        k, v = keys_values.chunk(2, dim=-1)
+        out = nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        return self.out(out.transpose(1, 2).reshape(b, n, d))
+
+
 class EncoderLayer(nn.Module):
     """Pre-LN transformer layer: x + MSA(LN(x)), then x + FFN(LN(x)) (eqs. 5-6)."""
 
     def __init__(self, dim: int, heads: int, ffn: int, dropout: float) -> None:
         super().__init__()
         self.norm_attention, self.norm_ffn = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.attention = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.attention = Attention(dim, heads, dropout)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn, dim))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def self_attention(self, x: torch.Tensor) -> torch.Tensor:
         h = self.norm_attention(x)
-        x = x + self.drop(self.attention(h, h, h, need_weights=False)[0])
+        return x + self.drop(self.attention(h, self.attention.project_keys_values(h)))
+
+    def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.drop(self.ffn(self.norm_ffn(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.feed_forward(self.self_attention(x))
 
 
 class DecoderLayer(EncoderLayer):
-    """An encoder layer with a pre-LN cross-attention to the architecture feature in between (eq. 10)."""
+    """An encoder layer with a pre-LN cross-attention to the architecture feature in between (eq. 10).
+
+    ``forward`` takes the queries of every (architecture, tier) pair, (B * T, N, D) with tiers fastest, and
+    the architectures' features (B, N, D); the cross-attention's keys and values are projected once per
+    architecture and shared by its T queries.
+    """
 
     def __init__(self, dim: int, heads: int, ffn: int, dropout: float) -> None:
         super().__init__(dim, heads, ffn, dropout)
         self.norm_cross = nn.LayerNorm(dim)
-        self.cross = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.cross = Attention(dim, heads, dropout)
 
     def forward(self, q: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        h = self.norm_attention(q)
-        q = q + self.drop(self.attention(h, h, h, need_weights=False)[0])
-        q = q + self.drop(self.cross(self.norm_cross(q), memory, memory, need_weights=False)[0])
-        return q + self.drop(self.ffn(self.norm_ffn(q)))
+        q = self.self_attention(q)
+        keys_values = self.cross.project_keys_values(memory).repeat_interleave(q.shape[0] // memory.shape[0], dim=0)
+        q = q + self.drop(self.cross(self.norm_cross(q), keys_values))
+        return self.feed_forward(q)
 
 
 class NARNetwork(nn.Module):
@@ -227,9 +262,8 @@ class NARNetwork(nn.Module):
         if self.mode != "ranking":
             b, (t, n, d) = features.shape[0], self.tier_embeddings.shape
             queries = (self.tier_embeddings + self.positions).repeat(b, 1, 1)  # (B * T, N, D), tier fastest
-            memory = features.repeat_interleave(t, dim=0)
             for layer in self.decoder:
-                queries = layer(queries, memory)
+                queries = layer(queries, features)
             summed = self.decoder_norm(queries).view(b, t, n, d).sum(dim=1)
             logits = self.tier_head(summed.flatten(1))
         return scores, logits, features
@@ -333,6 +367,7 @@ class NARPredictor(Predictor):
                                                            self.bins))
                 if val_x is not None:
                     tau = kendalltau(self._scores(network, val_x), val[1]).statistic
+                    log.info("epoch %d/%d: validation Kendall tau %.4f", epoch + 1, self.epochs, tau)
                     if np.isfinite(tau) and tau > best_tau:
                         best_tau, best_state = tau, copy.deepcopy(network.state_dict())
             if best_state is not None:
