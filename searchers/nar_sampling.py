@@ -16,10 +16,11 @@ i >= ``tier_index`` (1-based). A constraint is one bin drawn from the selected d
 FLOPs and params, reused for ``reuse`` candidates; a candidate is built node by node (NB101: each node
 after the input connects from a random earlier node and takes an operation drawn from the top tier's
 operation distribution, then 3 more random edges; NB201: an operation per edge from that distribution)
-and rejected unless its FLOPs and params (``space.cost_batch``) lie in the constraint's bins. A space
+and rejected unless its FLOPs and params (``space.cost_batch``) lie in the constraint's bins. After
+``max_trials * reuse`` draws without enough accepted candidates a fresh constraint is drawn. A space
 restricted to a benchmark table (NB101 with ``restrict_to_table``: 11,000 of 423,624 cells) draws its
-candidates from the table instead: nodes-by-node construction almost never lands on a table cell. After ``max_trials * reuse`` draws without enough accepted
-candidates a fresh constraint is drawn.
+candidates uniformly among the table's cells within the constraint instead (the table's costs are computed
+once): node-by-node construction almost never lands on a table cell.
 
 Query counting: the paper counts only search-phase queries (Table 8: 50 iterations x top-5 = 250) and
 treats the 1,000 + 256 (NB201) or 4,236 + 1,024 (NB101) training architectures as a separately
@@ -99,6 +100,11 @@ CANDIDATE_BUILDERS: dict[str, tuple[tuple[str, ...], Callable[[SearchSpace, np.n
 }
 
 
+def _inside(bounds: tuple[np.ndarray, np.ndarray], flops: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """Which architectures' FLOPs and params lie within ``bounds`` ((low, high) each)."""
+    return (bounds[0][0] <= flops) & (flops <= bounds[0][1]) & (bounds[1][0] <= params) & (params <= bounds[1][1])
+
+
 class NARSampling(HistorySearcher):
     """Fit the NAR on a random training set, then sample, classify, score and evaluate the top-k."""
 
@@ -135,6 +141,7 @@ class NARSampling(HistorySearcher):
         self.iteration = 0
         self.fitted = False
         self.fit_s = 0.0
+        self._table: tuple[list[Arch], np.ndarray, np.ndarray] | None = None  # cells, params, flops
 
     @property
     def search_start(self) -> int:
@@ -229,19 +236,26 @@ class NARSampling(HistorySearcher):
     def _constrained(self, build, op_probs: np.ndarray, bounds: tuple[np.ndarray, np.ndarray],
                      wanted: int) -> list[Arch]:
         """Up to ``wanted`` candidates whose FLOPs and params lie within ``bounds`` ((low, high) each)."""
+        if getattr(self.space, "restrict_to_table", False):
+            return self._constrained_from_table(bounds, wanted)
         accepted: list[Arch] = []
-        restricted = getattr(self.space, "restrict_to_table", False)
         for _ in range(self.max_trials):
-            drawn = [self.space.sample(self.rng) if restricted else build(self.space, op_probs, self.rng)
-                     for _ in range(wanted)]
-            if drawn:
-                params, flops = self.space.cost_batch(drawn)
-                inside = ((bounds[0][0] <= flops) & (flops <= bounds[0][1])
-                          & (bounds[1][0] <= params) & (params <= bounds[1][1]))
-                accepted += [a for a, ok in zip(drawn, inside) if ok]
+            drawn = [build(self.space, op_probs, self.rng) for _ in range(wanted)]
+            params, flops = self.space.cost_batch(drawn)
+            accepted += [a for a, ok in zip(drawn, _inside(bounds, flops, params)) if ok]
             if len(accepted) >= wanted:
                 return accepted[:wanted]
         return accepted
+
+    def _constrained_from_table(self, bounds: tuple[np.ndarray, np.ndarray], wanted: int) -> list[Arch]:
+        """A table-restricted space: ``wanted`` uniform draws among the table's cells within ``bounds`` (the
+        distribution of uniform table draws rejected outside them, without the rejections)."""
+        if self._table is None:
+            cells = list(self.space.enumerate())
+            self._table = (cells, *self.space.cost_batch(cells))
+        cells, params, flops = self._table
+        inside = np.flatnonzero(_inside(bounds, flops, params))
+        return [cells[i] for i in self.rng.choice(inside, size=wanted)] if len(inside) else []
 
     # learning and state ---------------------------------------------------------------------
 

@@ -86,6 +86,20 @@ def test_constrained_candidates_satisfy_the_active_constraints(one_torch_thread,
     assert len(search._statistics_candidates(20)) == 20
 
 
+def test_table_restricted_candidates_are_table_cells_within_the_constraints(data_dir):
+    from spaces.nasbench101 import NasBench101Space
+
+    space = NasBench101Space(restrict_to_table=True, data_dir=str(data_dir))
+    search = NARSampling(space, [Objective("val_acc", "max")], 0, predictor=small_nar())
+    params, flops = space.cost_batch(list(space.enumerate()))
+    bounds = (np.quantile(flops, [0.4, 0.5]), np.quantile(params, [0.3, 0.7]))
+    accepted = search._constrained(None, np.ones(1), bounds, 25)
+    assert len(accepted) == 25 and all(space.key(a) in space.table_cells[1] for a in accepted)
+    p, f = space.cost_batch(accepted)
+    assert np.all((bounds[0][0] <= f) & (f <= bounds[0][1]) & (bounds[1][0] <= p) & (p <= bounds[1][1]))
+    assert search._constrained(None, np.ones(1), (np.array([-2.0, -1.0]), bounds[1]), 25) == []
+
+
 def test_search_counts_training_set_then_top_k_per_iteration(one_torch_thread, nb201_space, make_trial):
     search = searcher(nb201_space)
     history = run(search, make_trial, 215)
