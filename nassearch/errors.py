@@ -23,3 +23,7 @@ class InvalidArchitecture(NassearchError, ValueError):
 
 class RunDirError(NassearchError):
     """A run directory cannot be created, resumed or read."""
+
+
+class ExecutorError(NassearchError):
+    """An executor cannot run evaluations (e.g. no Ray cluster at the configured address)."""

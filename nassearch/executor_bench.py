@@ -1,6 +1,10 @@
 """``nassearch bench executor``: the wall time of one search seed with the serial executor and with the
 config's executor, every evaluation slowed to a fixed ``delay`` (``evaluators.delayed``), so the table
-shows how much evaluation time parallel workers hide. Both runs must find the same best architecture."""
+shows how much evaluation time parallel workers hide. Both runs must find the same best architecture.
+
+Startup (timed apart from the search) is the executor's ``start()`` plus, for executors with workers, one
+warm-up round: as many architectures as the executor runs at once, each delayed by a second so that every worker takes one and
+imports the evaluator's modules, as the workers of a running cluster already have."""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from evaluators.delayed import Delayed
 from nassearch import config as cfg
@@ -27,6 +33,10 @@ def executor_rows(config: cfg.RunConfig, delay_s: float, data_dir: str | None = 
         executor = cfg.build_component("executor", spec)
         start = time.perf_counter()
         executor.start()
+        if spec["name"] != "serial":
+            rng = np.random.default_rng(config.seed)
+            slots = spec.get("max_concurrent") or config.budget["batch_size"]
+            list(executor.run(Delayed(parts.evaluator, 1.0), [parts.space.sample(rng) for _ in range(slots)]))
         startup_s = time.perf_counter() - start
         with tempfile.TemporaryDirectory() as directory:
             start = time.perf_counter()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evaluators.base import Evaluator, Result
+from nassearch.errors import ExecutorError
 from spaces.base import Arch
 
 log = logging.getLogger(__name__)
@@ -86,10 +87,16 @@ class RayExecutor:
         import ray
 
         if not ray.is_initialized():
-            if self.address == "local":
-                ray.init(num_cpus=self.num_cpus, include_dashboard=False, configure_logging=False)
-            else:
-                ray.init(address=self.address, configure_logging=False)
+            local = self.address == "local"
+            try:
+                if local:
+                    ray.init(num_cpus=self.num_cpus, include_dashboard=False, configure_logging=False)
+                else:
+                    ray.init(address=self.address, configure_logging=False)
+            except Exception as exc:  # Ray raises ConnectionError, TimeoutError or bare Exceptions here
+                where = "start a local Ray instance" if local else f"connect to the Ray cluster at {self.address!r}"
+                raise ExecutorError(f"executor ray: could not {where} ({exc}); check executor.address, or run "
+                                    "with executor: {name: serial}") from None
         return ray
 
     def _evaluator_ref(self, ray: Any, evaluator: Evaluator) -> Any:

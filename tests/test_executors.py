@@ -182,3 +182,18 @@ def test_ray_evaluator_error_is_retried_then_reported(local_ray, nb201_evaluator
     assert isinstance(outcomes[2], Result)
     assert isinstance(outcomes[1], Failure) and outcomes[1].attempts == 2
     assert outcomes[1].error and "\n" not in outcomes[1].error
+
+
+def test_ray_that_cannot_start_is_one_clear_error(monkeypatch):
+    import ray
+
+    from nassearch.errors import ExecutorError
+
+    def refuse(**_):
+        raise ConnectionError("GCS at 10.0.0.1:6379 unreachable")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(ExecutorError, match=r"could not connect to the Ray cluster at '10.0.0.1:6379' \(GCS at "
+                                            r"10.0.0.1:6379 unreachable\); check executor.address"):
+        RayExecutor(address="10.0.0.1:6379").start()

@@ -230,3 +230,25 @@ def test_changed_data_missing_file_and_bad_split_sizes_are_refused(tmp_path, dat
     with pytest.raises(ConfigError, match="leave_family_out needs networks of at least two families"):
         run_latency_bench(config, [f"benchmark.source.path={one_family}", *elsewhere])
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_nb201_gpu_latency_noise_ceiling(data_dir):
+    """NB201 networks with the same operation counts do the same GPU work; predicting each one's latency by
+    the mean of the rest of its group is the README's ceiling: Acc(10%) 94.0% on 2080ti_bs1, so the latency
+    issue's 95% bar is unreachable on that column, while titanxp_bs1 allows 97.5%."""
+    import pandas as pd
+
+    table = pd.read_csv(data_dir / "nasbench201" / "nb201_latency_ms.csv.gz")
+    ops = table["arch_str"].str.findall(r"\|([a-z_0-9]+)~")
+    names = ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
+    groups = ops.apply(lambda edge_ops: str([edge_ops.count(n) for n in names]))
+    assert groups.nunique() == 210
+
+    def leave_one_out_acc10(column):
+        y = table[column]
+        by_group = y.groupby(groups)
+        others = (by_group.transform("sum") - y) / (by_group.transform("count") - 1)
+        return float(((others - y).abs() / y <= 0.1).mean() * 100)
+
+    assert leave_one_out_acc10("lat_2080ti_bs1") == pytest.approx(94.00, abs=0.01)
+    assert leave_one_out_acc10("lat_titanxp_bs1") == pytest.approx(97.50, abs=0.01)
