@@ -61,7 +61,7 @@ class TrialStore:
 
     def add_trial(self, idx: int, arch: str, metrics: dict[str, float], cost_s: float, wall_s: float,
                   status: str, started: float, finished: float) -> None:
-        """Commit one trial; ``idx`` must be the next position."""
+        """Commit one trial under its ask-order index ``idx`` (a parallel batch may commit out of order)."""
         with self._db:
             self._db.execute("INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                              (idx, arch, json.dumps(metrics), cost_s, wall_s, status, started, finished))
