@@ -81,6 +81,7 @@ class RayExecutor:
         self.num_cpus_per_trial, self.num_gpus_per_trial = num_cpus_per_trial, num_gpus_per_trial
         self.max_concurrent, self.max_retries = max_concurrent, max_retries
         self._evaluator: tuple[Evaluator, Any] | None = None  # (evaluator, its object ref)
+        self._task: Any = None  # evaluate_one as a Ray remote function, made once
 
     def start(self) -> Any:
         """Connect to (or start) Ray once; return the ``ray`` module."""
@@ -110,8 +111,9 @@ class RayExecutor:
         if not archs:
             return
         ray = self.start()
-        task = ray.remote(num_cpus=self.num_cpus_per_trial, num_gpus=self.num_gpus_per_trial,
-                          max_retries=0)(evaluate_one)
+        if self._task is None:
+            self._task = ray.remote(num_cpus=self.num_cpus_per_trial, num_gpus=self.num_gpus_per_trial,
+                                    max_retries=0)(evaluate_one)
         evaluator_ref = self._evaluator_ref(ray, evaluator)
         limit = self.max_concurrent or len(archs)
         waiting: deque[tuple[int, int]] = deque((position, 1) for position in range(len(archs)))
@@ -119,7 +121,7 @@ class RayExecutor:
         while waiting or running:
             while waiting and len(running) < limit:
                 position, attempt = waiting.popleft()
-                running[task.remote(evaluator_ref, archs[position])] = (position, attempt)
+                running[self._task.remote(evaluator_ref, archs[position])] = (position, attempt)
             (ref,), _ = ray.wait(list(running), num_returns=1)
             position, attempt = running.pop(ref)
             try:

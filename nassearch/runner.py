@@ -96,12 +96,19 @@ def _comparable(config_dict: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class SeedRun:
-    """One seed's trials in ask order and the seconds its searcher spent in ask / tell (``searcher_s``,
-    summed over resumptions) and in its named phases (``timings``)."""
+    """One seed's trials in ask order, the index where its search phase starts (``search_start``), and the
+    seconds its searcher spent in ask / tell (``searcher_s``, summed over resumptions) and in its named
+    phases (``timings``)."""
 
     trials: list[Trial]
+    search_start: int
     searcher_s: float
     timings: dict[str, float]
+
+    @property
+    def search_trials(self) -> list[Trial]:
+        """The trials of the search phase (all but the searcher's own training set)."""
+        return self.trials[self.search_start:]
 
 
 def run_seed(config: cfg.RunConfig, parts: Components, seed: int, directory: Path,
@@ -150,7 +157,7 @@ def run_seed(config: cfg.RunConfig, parts: Components, seed: int, directory: Pat
             store.set_meta("searcher_seconds", searcher_s)
             bar.update(_progress(budget, history) - bar.n)
         bar.close()
-    return SeedRun(history, searcher_s, searcher.timings())
+    return SeedRun(history, searcher.search_start, searcher_s, searcher.timings())
 
 
 def _progress(budget: dict[str, Any], history: Sequence[Trial]) -> float:
@@ -234,11 +241,10 @@ def run(config: cfg.RunConfig, repeats: int = 1, resume: str | Path | None = Non
     reference = parts.evaluator.reference_values(report_metric) if report_metric else None
     all_trials: dict[int, list[Trial]] = {}
     summaries: dict[int, dict[str, Any]] = {}
-    search_start = build_searcher(config, parts, config.seed).search_start
     for seed in range(config.seed, config.seed + repeats):
         directory = run_dir / f"seed-{seed}"
         seed_run = run_seed(config, parts, seed, directory, progress=config.output["progress"])
-        all_trials[seed] = trials = seed_run.trials[search_start:]
+        all_trials[seed] = trials = seed_run.search_trials
         summaries[seed] = {**summarize_run(trials, objective, report_metric, reference),
                            "searcher_s": seed_run.searcher_s, **seed_run.timings}
     multi_objective = len(config.objectives) > 1
@@ -253,7 +259,7 @@ def run(config: cfg.RunConfig, repeats: int = 1, resume: str | Path | None = Non
     aggregated = aggregate(summaries, objective, report_metric)
     summary = {"name": config.name, "space": config.space["name"], "evaluator": config.evaluator["name"],
                "searcher": config.searcher["name"], "objective": objective.metric, "mode": objective.mode,
-               "budget": config.budget, "search_start": search_start, **aggregated}
+               "budget": config.budget, "search_start": seed_run.search_start, **aggregated}
     if multi_objective:
         summary["pareto_reference"] = [float(v) for v in pareto_reference]
     if config.output["plots"] and report_metric is not None:
