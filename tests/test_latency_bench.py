@@ -232,10 +232,7 @@ def test_changed_data_missing_file_and_bad_split_sizes_are_refused(tmp_path, dat
     assert not (tmp_path / "elsewhere").exists()
 
 
-def test_nb201_gpu_latency_noise_ceiling(data_dir):
-    """NB201 networks with the same operation counts do the same GPU work; predicting each one's latency by
-    the mean of the rest of its group is the README's ceiling: Acc(10%) 94.0% on 2080ti_bs1, so the latency
-    issue's 95% bar is unreachable on that column, while titanxp_bs1 allows 97.5%."""
+def _nb201_operation_count_groups(data_dir):
     import pandas as pd
 
     table = pd.read_csv(data_dir / "nasbench201" / "nb201_latency_ms.csv.gz")
@@ -243,6 +240,13 @@ def test_nb201_gpu_latency_noise_ceiling(data_dir):
     names = ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
     groups = ops.apply(lambda edge_ops: str([edge_ops.count(n) for n in names]))
     assert groups.nunique() == 210
+    return table, groups
+
+
+def test_nb201_gpu_latency_noise_ceiling(data_dir):
+    """NB201 networks with the same operation counts do the same GPU work; predicting each one's latency by
+    the mean of the rest of its group reaches Acc(10%) 94.0% on 2080ti_bs1 and 97.5% on titanxp_bs1."""
+    table, groups = _nb201_operation_count_groups(data_dir)
 
     def leave_one_out_acc10(column):
         y = table[column]
@@ -252,3 +256,26 @@ def test_nb201_gpu_latency_noise_ceiling(data_dir):
 
     assert leave_one_out_acc10("lat_2080ti_bs1") == pytest.approx(94.00, abs=0.01)
     assert leave_one_out_acc10("lat_titanxp_bs1") == pytest.approx(97.50, abs=0.01)
+
+
+def test_nb201_2080ti_bs1_slow_sessions_cap_acc10_below_95(data_dir):
+    """The README's case that no predictor reaches Acc(10%) 95% on 2080ti_bs1. Predicting each network by its
+    operation-count group's median misses 5.67% of the column, and the misses come in runs of consecutive
+    table indices (measurement sessions): 7 windows of 125 indices hold 71% of them. Even the best single
+    prediction per group, chosen after seeing every latency in it (a prediction p is within 10% of the y in
+    [p / 1.1, p / 0.9]), scores only 94.89%."""
+    table, groups = _nb201_operation_count_groups(data_dir)
+    y = table["lat_2080ti_bs1"].to_numpy()
+    median = table["lat_2080ti_bs1"].groupby(groups).transform("median").to_numpy()
+    missed = np.abs(median - y) / y > 0.1
+    assert missed.mean() * 100 == pytest.approx(5.67, abs=0.01)
+    per_window = missed.reshape(-1, 125).mean(axis=1)  # 125 windows of 125 consecutive indices
+    assert (per_window > 0.5).sum() == 7 and (per_window < 0.05).sum() == 108
+    assert missed[np.repeat(per_window > 0.5, 125)].sum() / missed.sum() == pytest.approx(0.714, abs=0.001)
+
+    def best_window_hits(latencies):
+        latencies = np.sort(latencies)
+        return int((np.searchsorted(latencies, latencies * 1.1 / 0.9, side="right") - np.arange(len(latencies))).max())
+
+    best = sum(best_window_hits(y[idx]) for idx in table.groupby(groups).indices.values())
+    assert best / len(y) * 100 == pytest.approx(94.89, abs=0.01)
