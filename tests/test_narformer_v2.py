@@ -138,6 +138,17 @@ def test_neighbours_are_predecessors_successors_and_self_never_padding():
     np.testing.assert_array_equal(neighbours[1], [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
 
 
+def test_degrees_and_neighbours_count_only_edges_between_real_nodes():
+    """Node 2 is a padding node of the space's own (NB101-style mask): its edges count nowhere."""
+    graph = ArchGraph(ops=[0, 1, 2, 4], adjacency=[[0, 1, 1, 1], [0, 0, 1, 1], [0, 0, 0, 1], [0, 0, 0, 0]],
+                      op_vocab=VOCAB, node_attrs={"mask": np.array([1, 1, 0, 1])})
+    inputs = NARFormerV2Predictor().featurize([graph, chain([0, 4], node_attrs={"mask": np.ones(2)})])
+    np.testing.assert_array_equal(inputs["degree"][0].numpy(), [[0, 2], [1, 1], [0, 0], [2, 0]])  # (in, out)
+    np.testing.assert_array_equal(inputs["degree"][1].numpy(), [[0, 1], [1, 0], [0, 0], [0, 0]])
+    np.testing.assert_array_equal(inputs["neighbours"][0].numpy(),
+                                  [[1, 1, 0, 1], [1, 1, 0, 1], [0, 0, 0, 0], [1, 1, 0, 1]])
+
+
 # ------------------------------------------------------------------------------------------ attention
 
 
