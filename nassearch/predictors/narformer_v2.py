@@ -70,33 +70,33 @@ ATTRIBUTE_CODE_LENGTH = 10
 Edges = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-def real_edges(adjacency: np.ndarray, mask: np.ndarray) -> Edges:
-    """(graph, source, target, weight) of every edge between real nodes of a stacked batch."""
+def real_edges(adjacency: np.ndarray, real: np.ndarray) -> Edges:
+    """(graph, source, target, weight) of every edge between real nodes (``real``: bool (n, M)) of a
+    stacked batch."""
     graph, source, target = np.nonzero(adjacency)
-    real = mask > 0
     keep = real[graph, source] & real[graph, target]
     graph, source, target = graph[keep], source[keep], target[keep]
     return graph, source, target, adjacency[graph, source, target]
 
 
-def neighbour_matrix(edges: Edges, mask: np.ndarray) -> np.ndarray:
+def neighbour_matrix(edges: Edges, real: np.ndarray) -> np.ndarray:
     """(A ∨ Aᵀ ∨ I) restricted to real nodes, float32 (n, M, M): who attends to whom. Written edge by
     edge: whole-network graphs have hundreds of nodes but few edges, so scattered writes replace several
     passes over the dense array (1.7x faster featurisation of NB201 whole networks, same values)."""
-    n, m = mask.shape
+    n, m = real.shape
     graph, source, target, weight = edges
     linked = weight > 0
     neighbours = np.zeros((n, m, m), dtype=np.float32)
     neighbours[graph[linked], source[linked], target[linked]] = 1
     neighbours[graph[linked], target[linked], source[linked]] = 1
-    graph, node = np.nonzero(mask > 0)
+    graph, node = np.nonzero(real)
     neighbours[graph, node, node] = 1
     return neighbours
 
 
-def degrees(edges: Edges, mask: np.ndarray) -> np.ndarray:
+def degrees(edges: Edges, real: np.ndarray) -> np.ndarray:
     """Weighted in- and out-degree of every node, float32 (n, M, 2)."""
-    n, m = mask.shape
+    n, m = real.shape
     graph, source, target, weight = edges
     into = np.bincount(graph * m + target, weights=weight, minlength=n * m)
     out = np.bincount(graph * m + source, weights=weight, minlength=n * m)
@@ -260,8 +260,8 @@ class NARFormerV2Predictor(NeuralPredictor):
         batch = stack_graphs(graphs)
         mask = batch.mask
         real = mask > 0
-        edges = real_edges(batch.adjacency, mask)
-        inputs = {"neighbours": neighbour_matrix(edges, mask), "degree": degrees(edges, mask), "mask": mask}
+        edges = real_edges(batch.adjacency, real)
+        inputs = {"neighbours": neighbour_matrix(edges, real), "degree": degrees(edges, real), "mask": mask}
         if latency:
             inputs["nodes"], inputs["static"] = self._latency_codes(graphs, batch.ops, real)
         else:
