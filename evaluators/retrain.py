@@ -31,7 +31,9 @@ import csv
 import hashlib
 import json
 import logging
+import math
 import os
+import pickle
 import re
 import time
 import typing
@@ -64,6 +66,8 @@ LOG_COLUMNS = ("epoch", "lr", "drop_path_prob", "train_loss", "train_acc", "test
 RESUMABLE_CHANGES = ("data_root", "download", "num_workers")
 GENOTYPE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_OUT = Path("runs") / "retrain"
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "scaler", "log", "train_seconds")
+CHECKPOINT_FIX = "delete it to restart the run from epoch 0, or train into another --out"
 
 
 @dataclass(frozen=True)
@@ -116,11 +120,13 @@ class RetrainConfig:
             raise ConfigError(f"drop_path_prob: must lie in [0, 1), got {self.drop_path_prob}")
 
     @classmethod
-    def from_dict(cls, raw: Any) -> RetrainConfig:
-        """A validated config from a flat mapping of settings; unset ones take their defaults."""
+    def from_dict(cls, raw: Any, source: str = "a retrain config") -> RetrainConfig:
+        """A validated config from a flat mapping of settings; unset ones take their defaults. ``source`` names
+        where ``raw`` comes from in the message when it is not a mapping."""
         names = [f.name for f in fields(cls)]
         if not isinstance(raw, dict):
-            raise ConfigError(f"a retrain config is a mapping of settings ({', '.join(names)})")
+            raise ConfigError(f"{source} must be a mapping of settings ({', '.join(names)}), not a "
+                              f"{type(raw).__name__}")
         _reject_unknown(raw, names, "", " in a retrain config")
         hints = typing.get_type_hints(cls)
         return cls(**{key: _typed(key, value, hints[key]) for key, value in raw.items()})
@@ -136,10 +142,11 @@ class RetrainConfig:
 
 def load_retrain_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> RetrainConfig:
     """The config of a YAML file (or the protocol's defaults without one) with ``key=value`` overrides."""
-    raw: dict[str, Any] = {} if path is None else cfg.read_config(path)
-    for override in overrides:
-        cfg.apply_override(raw, override)
-    return RetrainConfig.from_dict(raw)
+    raw = {} if path is None else cfg.read_yaml(path, "retrain config")
+    if isinstance(raw, dict):
+        for override in overrides:
+            cfg.apply_override(raw, override)
+    return RetrainConfig.from_dict(raw, f"retrain config {path}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,20 +181,58 @@ def _best_of_run(run_dir: Path) -> RetrainTarget:
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         raise RunDirError(f"{run_dir} is not a nassearch run directory (no config.yaml)")
-    config = yaml.safe_load(config_path.read_text()) or {}
-    space = (config.get("space") or {}).get("name")
+    config = cfg.read_yaml(config_path, "run config")
+    space = _setting(config, config_path, "space", "name")
     if space != "darts":
         raise RunDirError(f"{run_dir} searched space {space!r}; retrain trains genotypes of the darts space only")
-    objective = config["objectives"][0]
-    metric, sign = objective["metric"], (1 if objective.get("mode", "max") == "max" else -1)
-    bests = [(json.loads(p.read_text())["best"], p) for p in sorted(run_dir.glob("seed-*/summary.json"))]
+    metric = _setting(config, config_path, "objectives", 0, "metric")
+    mode = _setting(config, config_path, "objectives", 0, "mode")
+    if mode not in ("max", "min"):
+        raise RunDirError(f"{config_path}: objectives[0].mode is {mode!r}, not max or min")
+    bests = [(*_seed_best(path, metric), path) for path in sorted(run_dir.glob("seed-*/summary.json"))]
     if not bests:
         raise RunDirError(f"{run_dir} has no finished seed (seed-*/summary.json): finish the search first "
                           f"with nassearch run CONFIG --resume {run_dir}")
-    best, where = max(bests, key=lambda item: sign * item[0]["metrics"][metric])
-    log.info("best %s %.4g of %d seed(s): %s", metric, best["metrics"][metric], len(bests), where.parent.name)
-    return RetrainTarget(run_dir.resolve().name, parse_genotype(best["arch"]),
-                         f"{run_dir} ({where.parent.name}, best {metric} {best['metrics'][metric]:.4g})")
+    value, arch, where = max(bests, key=lambda item: item[0] if mode == "max" else -item[0])
+    genotype = parse_genotype(arch)
+    log.info("best %s %.4g of %d seed(s): %s", metric, value, len(bests), where.parent.name)
+    return RetrainTarget(run_dir.resolve().name, genotype, f"{run_dir} ({where.parent.name}, best {metric} {value:.4g})")
+
+
+def _setting(config: Any, config_path: Path, *keys: str | int) -> Any:
+    """``config[key0][key1]...`` of a search run's config.yaml; RunDirError naming the setting it lacks."""
+    value = config
+    for key in keys:
+        try:
+            value = value[key]
+        except (TypeError, KeyError, IndexError):
+            raise RunDirError(f"{config_path} lacks {'.'.join(map(str, keys))}: it is not the config.yaml of a "
+                              "nassearch search; retrain a genotype by name or in DARTS notation instead") from None
+    return value
+
+
+def _seed_best(summary_path: Path, metric: str) -> tuple[float, str]:
+    """``metric`` of the best architecture a seed's summary.json records, and the architecture."""
+    try:
+        best = json.loads(summary_path.read_text())["best"]
+        value, arch = best["metrics"][metric], best["arch"]
+    except OSError as exc:
+        raise RunDirError(f"cannot read {summary_path}: {exc.strerror or exc}") from None
+    except (ValueError, TypeError, KeyError) as exc:
+        raise RunDirError(f"{summary_path} records no best architecture with its {metric} (the objective): "
+                          f"{_reason(exc)}; finish or repair the search with nassearch run CONFIG --resume, or "
+                          "retrain a genotype by name or in DARTS notation instead") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not isinstance(arch, str):
+        raise RunDirError(f"{summary_path}: the best architecture's {metric} is {value!r} and its arch {arch!r}; "
+                          "expected a finite number and a genotype string")
+    return float(value), arch
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as one short line: its type and message with whitespace collapsed, at most 200 chars."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,7 +250,11 @@ def prepare_out_dir(out: Path, target: RetrainTarget, config: RetrainConfig, res
         return
     if not stored_path.is_file():
         raise RunDirError(f"--resume: {out} holds no retrain run (no config.yaml); drop --resume to start one")
-    stored = yaml.safe_load(stored_path.read_text())
+    stored = cfg.read_yaml(stored_path, "retrain run config")
+    if (not isinstance(stored, dict) or not isinstance(stored.get("genotype"), str)
+            or not isinstance(stored.get("config"), dict)):
+        raise RunDirError(f"--resume: {stored_path} does not record the run's genotype and config; it is damaged: "
+                          "choose another --out (or delete the directory to start again)")
     if stored["genotype"] != format_genotype(target.genotype):
         raise RunDirError(f"--resume: {out} trains another genotype ({stored_path}); choose another --out")
     new = config.to_dict()
@@ -213,6 +262,42 @@ def prepare_out_dir(out: Path, target: RetrainTarget, config: RetrainConfig, res
         if key not in RESUMABLE_CHANGES and new.get(key) != value:
             raise RunDirError(f"--resume: {out} was started with {key}={value!r}, not {new.get(key)!r} "
                               f"({stored_path}); pass the same settings or choose another --out")
+
+
+def _read_checkpoint(path: Path, config: RetrainConfig) -> dict[str, Any]:
+    """A run's checkpoint, read with ``weights_only`` (tensors and plain data only: a crafted pickle is
+    refused unrun) and checked for its keys and log; RunDirError naming the file otherwise."""
+    if path.stat().st_size == 0:
+        raise RunDirError(f"--resume: checkpoint {path} is empty (0 bytes); {CHECKPOINT_FIX}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's message suggests weights_only=False: not advice to pass on
+        raise RunDirError(f"--resume: checkpoint {path} is refused: it is damaged or holds objects other than "
+                          f"tensors and plain data (none of it was run); {CHECKPOINT_FIX}") from None
+    except (OSError, RuntimeError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise RunDirError(f"--resume: checkpoint {path} cannot be read, it is truncated or not a torch file "
+                          f"({_reason(exc)}); {CHECKPOINT_FIX}") from None
+    if not isinstance(checkpoint, dict):
+        raise RunDirError(f"--resume: checkpoint {path} holds a {type(checkpoint).__name__}, not a mapping with keys "
+                          f"{', '.join(CHECKPOINT_KEYS)}; {CHECKPOINT_FIX}")
+    missing = [key for key in CHECKPOINT_KEYS if key not in checkpoint]
+    if missing:
+        raise RunDirError(f"--resume: checkpoint {path} lacks key(s) {', '.join(missing)}; {CHECKPOINT_FIX}")
+    rows, seconds = checkpoint["log"], checkpoint["train_seconds"]
+    if not (isinstance(rows, list) and len(rows) <= config.epochs
+            and all(_is_log_row(row, epoch) for epoch, row in enumerate(rows, start=1))):
+        raise RunDirError(f"--resume: checkpoint {path} has a log that is not one row ({', '.join(LOG_COLUMNS)}) "
+                          f"per finished epoch 1, 2, ... of at most {config.epochs}; {CHECKPOINT_FIX}")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf:
+        raise RunDirError(f"--resume: checkpoint {path} has train_seconds {seconds!r}, not a number >= 0; "
+                          f"{CHECKPOINT_FIX}")
+    return checkpoint
+
+
+def _is_log_row(row: Any, epoch: int) -> bool:
+    """Whether ``row`` is epoch ``epoch``'s row of a log: a finite number for every column."""
+    return (isinstance(row, dict) and row.get("epoch") == epoch
+            and all(isinstance(row.get(column), (int, float)) and math.isfinite(row[column]) for column in LOG_COLUMNS))
 
 
 def _write_atomically(path: Path, write: typing.Callable[[Path], None]) -> None:
@@ -295,8 +380,7 @@ def _retrain(proc: Process, target: RetrainTarget, config: RetrainConfig, out: P
         raise ConfigError(f"batch_size: {config.batch_size} does not split evenly over {proc.world_size} processes")
     prepare_out_dir(out, target, config, resume)
     checkpoint_path = out / "checkpoint.pt"
-    checkpoint = (torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-                  if resume and checkpoint_path.is_file() else None)
+    checkpoint = _read_checkpoint(checkpoint_path, config) if resume and checkpoint_path.is_file() else None
     generator = torch.Generator()
     train_loader, train_sampler, test_loader = _loaders(config, proc, generator)  # missing data: nothing written
     if proc.world_size > 1:
@@ -321,10 +405,14 @@ def _retrain(proc: Process, target: RetrainTarget, config: RetrainConfig, out: P
     rows: list[dict[str, float]] = []
     train_seconds = 0.0
     if checkpoint is not None:
-        core.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
+        try:
+            core.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            scheduler.load_state_dict(checkpoint["scheduler"])
+            scaler.load_state_dict(checkpoint["scaler"])
+        except (RuntimeError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise RunDirError(f"--resume: checkpoint {checkpoint_path} does not fit the run's network and "
+                              f"optimizer ({_reason(exc)}); {CHECKPOINT_FIX}") from None
         rows, train_seconds = checkpoint["log"], checkpoint["train_seconds"]
         if proc.main:
             log.info("resuming %s after epoch %d of %d", out, len(rows), config.epochs)

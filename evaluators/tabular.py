@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 
 from evaluators.base import Evaluator, Result
 from nassearch.data import load_csv
@@ -51,8 +52,8 @@ class NasBench201Tabular(Evaluator):
                              f"{space.cells_per_stage}: remove those space settings")
         if dataset not in NB201_DATASETS:
             raise ValueError(f"dataset must be one of {', '.join(NB201_DATASETS)}, got {dataset!r}")
-        if cost_per_query_s < 0:
-            raise ValueError(f"cost_per_query_s must be >= 0, got {cost_per_query_s}")
+        if cost_per_query_s <= 0:
+            raise ValueError(f"cost_per_query_s must be > 0 (a cost budget charges it per query), got {cost_per_query_s}")
         self.dataset = dataset
         self.cost_per_query_s = float(cost_per_query_s)
         val_col, test_col, classes, size = NB201_DATASETS[dataset]
@@ -127,9 +128,10 @@ class NasBench201Tabular(Evaluator):
 class NasBench101Tabular(Evaluator):
     """NAS-Bench-101 answered from the NB101 tables in the data directory.
 
-    Metrics (percent): ``val_acc`` at the configured ``epochs`` budget, ``val_acc_epoch4/12/36/108``,
-    ``test_acc`` where the table has test accuracy (an imported official table; the shared tables have
-    none), ``params`` (millions, the table's trainable parameters) and ``train_time_s``. The cost of a
+    Metrics (percent): ``val_acc`` at the configured ``epochs`` budget, ``val_acc_epoch4/12/36/108`` (the
+    budgets the tables hold: an import of ``nasbench_only108.tfrecord`` has 108 only), ``test_acc`` where
+    the table has test accuracy (an imported official table; the shared tables have none), ``params``
+    (millions, the table's trainable parameters) and ``train_time_s``. The cost of a
     query is the table's 108-epoch training time, scaled by ``epochs / 108`` for shorter budgets.
     The shared tables hold 11,000 of the 423,624 cells: asking for another cell is an error (use
     ``space: {name: nasbench101, restrict_to_table: true}``).
@@ -150,16 +152,35 @@ class NasBench101Tabular(Evaluator):
         self.epochs = epochs
         self.hashes = table["hash"].to_numpy()
         self._row_of_hash = {h: i for i, h in enumerate(self.hashes)}
-        columns = {"val_acc": 100.0 * table[f"val_acc_epoch{epochs}"].to_numpy(float)}
-        columns.update({f"val_acc_epoch{e}": 100.0 * table[f"val_acc_epoch{e}"].to_numpy(float)
-                        for e in (4, 12, 36, 108)})
-        if "test_acc_epoch108" in table:
-            columns["test_acc"] = 100.0 * table["test_acc_epoch108"].to_numpy(float)
+        accuracies = self._accuracies(table)
+        if f"val_acc_epoch{epochs}" not in accuracies:
+            held = [name.removeprefix("val_acc_epoch") for name in accuracies if name.startswith("val_acc_epoch")]
+            raise DataError(f"NAS-Bench-101 tables {', '.join(self.tables)} hold no results at {epochs} epochs: set "
+                            f"epochs to {' or '.join(held)}, or import nasbench_full.tfrecord, which has every budget")
+        columns = {"val_acc": accuracies[f"val_acc_epoch{epochs}"], **accuracies}
         columns["params"] = table["trainable_params"].to_numpy(float) / 1e6
         columns["train_time_s"] = table["train_time_s"].to_numpy(float)
         self._metric_names = tuple(columns)
         self._values = np.column_stack(list(columns.values()))
         self._cost = columns["train_time_s"] * epochs / 108
+
+    def _accuracies(self, table: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Accuracy metrics (percent) of the budgets the tables hold; a column empty for some cells only is an
+        error (a damaged table), one empty for all cells a budget the release lacks (nasbench_only108)."""
+        sources = {f"val_acc_epoch{e}": f"val_acc_epoch{e}" for e in (4, 12, 36, 108)}
+        if "test_acc_epoch108" in table:
+            sources["test_acc"] = "test_acc_epoch108"
+        accuracies = {}
+        for metric, column in sources.items():
+            missing = table[column].isna().to_numpy()
+            if missing.all():
+                continue
+            if missing.any():
+                raise DataError(f"NAS-Bench-101 tables {', '.join(self.tables)} lack {column} for {missing.sum()} "
+                                f"of {len(table)} cells (e.g. {table['hash'][missing].iloc[0]}): replace or "
+                                "re-import the damaged table")
+            accuracies[metric] = 100.0 * table[column].to_numpy(float)
+        return accuracies
 
     @property
     def metrics(self) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -18,8 +19,25 @@ from typing import Any
 from nassearch import __version__
 from nassearch import config as cfg
 from nassearch.errors import NassearchError
+from nassearch.threads import limit_threads
 
 EXIT_USER_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """A parser that takes ``-v`` too; its subcommands' parsers are of this class, so ``-v`` may follow any
+    command's name (``nassearch run CONFIG -v``) as well as precede it."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                          help="log progress details to stderr")
+
+
+def _add_threads_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads of torch, xgboost, onnxruntime (default: the config's threads, else half "
+                             "the CPUs, at most 4); 1 when sharing the machine with busy processes")
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -28,32 +46,47 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
                         help="override a config value (repeatable), e.g. --set searcher.population_size=50")
     parser.add_argument("--data-dir", default=None, help="benchmark data folder (default: $NASSEARCH_DATA, "
                                                           "then ~/.cache/nassearch)")
+    _add_threads_arg(parser)
+
+
+def _load_config(args: argparse.Namespace) -> cfg.RunConfig:
+    """The command's run config, its CPU thread cap applied (``--threads``, else the config's ``threads``)."""
+    config = cfg.load(args.config, args.overrides)
+    limit_threads(config.threads if args.threads is None else args.threads)
+    return config
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nassearch", description="Predictor-guided neural architecture search.")
+    parser = _Parser(prog="nassearch", description="Predictor-guided neural architecture search.")
     parser.add_argument("--version", action="version", version=f"nassearch {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
+    parser.set_defaults(verbose=False)
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="search as a config says; write trials, summary and plots")
     _add_config_args(run)
     run.add_argument("--repeats", type=int, default=1, help="run seeds seed..seed+K-1 and report mean ± std")
     run.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue a killed or shorter run")
-    run.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace an existing run directory (only one that nassearch created)")
+    run.add_argument("--repair", action="store_true",
+                     help="with --resume: cut a damaged run directory back to its intact trials (keeping a backup) "
+                          "and continue from there")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
     plot = commands.add_parser("plot", help="overlay the search curves of one or more run directories")
     plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     plot.add_argument("--pareto", action="store_true",
                       help="overlay the runs' Pareto fronts (multi-objective runs) instead of search curves")
-    plot.add_argument("--data-dir", default=None, help="benchmark data folder, for the true front of --pareto")
+    plot.add_argument("--data-dir", default=None, help="benchmark data folder (the true front of --pareto, spaces "
+                                                       "restricted to a table)")
     plot.add_argument("--metric", default=None, help="metric to plot (default: each run's report metric)")
     plot.add_argument("--out", default=None, help="output PNG (default: FIRST_RUN_DIR/plots/search_curves.png)")
 
     evaluate = commands.add_parser("eval", help="evaluate architecture strings with a config's evaluator")
     _add_config_args(evaluate)
-    evaluate.add_argument("archs", nargs="+", metavar="ARCH", help="architecture string(s) in the space's notation")
+    evaluate.add_argument("archs", nargs="+", metavar="ARCH", help="architecture string(s) in the space's notation; "
+                                                                  "in the darts space also a published genotype's "
+                                                                  "name (DARTS_V2, ...)")
 
     data = commands.add_parser("data", help="benchmark tables: list or verify them")
     data_commands = data.add_subparsers(dest="data_command", required=True)
@@ -97,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="override a setting (repeatable), e.g. --set epochs=50")
     retrain.add_argument("--out", default=None, help="output directory (default: runs/retrain/NAME)")
     retrain.add_argument("--resume", action="store_true", help="continue the run in the output directory")
+    _add_threads_arg(retrain)
 
     bench = commands.add_parser("bench", help="performance benchmarks that print tables")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True)
@@ -116,17 +150,38 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "executor, every evaluation delayed by --delay seconds")
     _add_config_args(executor)
     executor.add_argument("--delay", type=float, default=1.0, help="seconds added to every evaluation (default 1)")
+    contention = bench_commands.add_parser("contention", help="wall time of one search run alone and beside "
+                                                              "CPU-bound processes, at the run's thread cap")
+    _add_config_args(contention)
+    contention.add_argument("--competitors", type=int, default=1, help="busy processes beside the run (default 1)")
+    contention.add_argument("--warm-cache", action="store_true", help="both runs read one NB301 cost-model cache "
+                                                                      "(filled by an untimed run), not an empty one")
+    overhead = bench_commands.add_parser("overhead", help="the engine's own time per query (ask/tell, store, "
+                                                          "checkpoints) early and late in long runs, per config")
+    overhead.add_argument("configs", nargs="+", metavar="CONFIG", help="run configs, e.g. "
+                                                                       "experiments/bench_overhead_random.yaml")
+    overhead.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                          help="override a value in every config (repeatable), e.g. --set budget.evaluations=20000")
+    overhead.add_argument("--data-dir", default=None, help="benchmark data folder")
+    overhead.add_argument("--early", type=int, default=1000, help="first query of the early window (default 1000)")
+    overhead.add_argument("--window", type=int, default=1000, help="queries per window (default 1000); the late "
+                                                                   "window is the run's last ones")
+    overhead.add_argument("--prefill", action="append", default=[], metavar="SEARCHER",
+                          help="for this searcher, fill the store with sampled trials up to the late window "
+                               "instead of searching through it (repeatable)")
     return parser
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from nassearch import runner
+    from nassearch.predictors.training import fit_progress
 
-    config = cfg.load(args.config, args.overrides)
+    config = _load_config(args)
     if args.quiet:
         config = cfg.validate({**config.to_dict(), "output": {**config.output, "progress": False}})
-    outcome = runner.run(config, repeats=args.repeats, resume=args.resume, overwrite=args.overwrite,
-                         data_dir=args.data_dir)
+    with fit_progress(config.output["progress"]):
+        outcome = runner.run(config, repeats=args.repeats, resume=args.resume, overwrite=args.overwrite,
+                             data_dir=args.data_dir, repair=args.repair)
     print(outcome.table)
     plots = "".join(f", {Path(p).relative_to(outcome.run_dir)}" for p in outcome.summary.get("plots", []))
     print(f"\nrun directory: {outcome.run_dir}  (summary.json, config.yaml, seed-*/trials.sqlite{plots})")
@@ -148,8 +203,16 @@ def cmd_plot_pareto(args: argparse.Namespace) -> int:
         runs[label], objectives = points, run_objectives
         true_front = front if true_front is None else true_front
     out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "plots" / "pareto_overlay.png"
-    print(plot_pareto(runs, objectives, out, true_front))
+    print(plot_pareto(runs, objectives, out, true_front, _plot_title(args.run_dirs)))
     return 0
+
+
+def _plot_title(run_dirs: list[str]) -> str:
+    """The benchmarks (space / evaluator, dataset) of the overlaid runs."""
+    from nassearch.plots import benchmark_title
+    from nassearch.runner import read_run_config
+
+    return "; ".join(sorted({benchmark_title(read_run_config(Path(run_dir))) for run_dir in run_dirs}))
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -160,26 +223,37 @@ def cmd_plot(args: argparse.Namespace) -> int:
         return cmd_plot_pareto(args)
     curves, metrics = {}, set()
     for run_dir in args.run_dirs:
-        label, metric, runs = load_run_curves(run_dir, args.metric)
+        label, metric, runs = load_run_curves(run_dir, args.metric, args.data_dir)
         curves[label] = runs
         metrics.add(metric)
     if len(metrics) > 1:
         raise NassearchError(f"the runs report different metrics ({', '.join(sorted(metrics))}); "
                              "choose one with --metric")
     out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "plots" / "search_curves.png"
-    print(plot_search_curves(curves, metrics.pop(), out))
+    print(plot_search_curves(curves, metrics.pop(), out, title=_plot_title(args.run_dirs)))
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from nassearch.runner import build_components
 
-    config = cfg.load(args.config, args.overrides)
+    config = _load_config(args)
     parts = build_components(config, args.data_dir)
-    archs = [parts.space.from_str(text) for text in args.archs]
+    archs = [_eval_arch(parts.space, text) for text in args.archs]
     for text, result in zip(args.archs, parts.evaluator.evaluate_batch(archs)):
         print(json.dumps({"arch": text, **result.metrics, "cost_s": result.cost_s}))
     return 0
+
+
+def _eval_arch(space: Any, text: str) -> Any:
+    """``text`` in the space's notation, or in the darts space a published genotype's name, as ``retrain`` takes."""
+    if space.name == "darts" and "(" not in text:
+        from spaces.darts_genotypes import known_genotype
+
+        genotype = known_genotype(text)
+        space.validate(genotype)
+        return genotype
+    return space.from_str(text)
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -255,10 +329,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return cmd_bench_latency(args)
     if args.bench_command == "executor":
         return cmd_bench_executor(args)
+    if args.bench_command == "contention":
+        return cmd_bench_contention(args)
+    if args.bench_command == "overhead":
+        return cmd_bench_overhead(args)
     from nassearch.benchmarks import evaluator_throughput, format_throughput
     from nassearch.runner import build_components
 
-    config = cfg.load(args.config, args.overrides)
+    config = _load_config(args)
     parts = build_components(config, args.data_dir)
     rows = evaluator_throughput(parts.space, parts.evaluator, args.batch_sizes, args.rounds, config.seed)
     print(format_throughput(rows, f"{config.evaluator['name']} on {config.space['name']}: "
@@ -271,10 +349,35 @@ def cmd_bench_executor(args: argparse.Namespace) -> int:
 
     if args.delay < 0:
         raise cfg.ConfigError(f"--delay must be >= 0 seconds, got {args.delay}")
-    config = cfg.load(args.config, args.overrides)
+    config = _load_config(args)
     rows = executor_rows(config, args.delay, args.data_dir)
     print(format_executor_rows(rows, f"{config.name}: {config.searcher['name']} on {config.space['name']}, seed "
                                      f"{config.seed}, every evaluation delayed by {args.delay:g} s"))
+    return 0
+
+
+def cmd_bench_overhead(args: argparse.Namespace) -> int:
+    from nassearch.overhead_bench import format_rows, overhead_rows
+
+    configs = [cfg.load(path, args.overrides) for path in args.configs]
+    rows = overhead_rows(configs, args.early, args.window, args.prefill, args.data_dir,
+                         progress=lambda line: print(line, file=sys.stderr))
+    print(format_rows(rows, f"per-query overhead of the search loop (serial executor), {len(rows)} config(s)",
+                      args.early, args.window))
+    return 0 if all(row["verdict"] != "NO" for row in rows) else 1
+
+
+def cmd_bench_contention(args: argparse.Namespace) -> int:
+    from nassearch.contention_bench import contention_rows, format_contention_rows
+    from nassearch.threads import thread_limit
+
+    if args.competitors < 1:
+        raise cfg.ConfigError(f"--competitors must be >= 1, got {args.competitors}")
+    config = _load_config(args)
+    rows = contention_rows(args.config, args.overrides, thread_limit(), args.competitors, args.data_dir,
+                           args.warm_cache)
+    print(format_contention_rows(rows, f"{config.name}: {config.searcher['name']} on {config.space['name']}, "
+                                       f"{thread_limit()} thread(s), {'warm' if args.warm_cache else 'empty'} cache"))
     return 0
 
 
@@ -284,9 +387,7 @@ def _print_bench(run: Callable[[], Any], logger: str) -> int:
     try:
         outcome = run()
     except KeyboardInterrupt:
-        print("nassearch: interrupted; finished cells are in results.csv: rerun the same command to continue",
-              file=sys.stderr)
-        return 130
+        return _interrupted("finished cells are in results.csv: rerun the same command to continue")
     print(outcome.table)
     print(f"\nresults: {outcome.run_dir}  (results.csv, results.md, config.yaml, plots/scatter_*.png)")
     return 0
@@ -295,6 +396,7 @@ def _print_bench(run: Callable[[], Any], logger: str) -> int:
 def cmd_bench_predictors(args: argparse.Namespace) -> int:
     from nassearch.predictor_bench import run_predictor_bench
 
+    limit_threads(args.threads)
     return _print_bench(lambda: run_predictor_bench(args.config, args.overrides, data_dir=args.data_dir),
                         "nassearch.predictor_bench")
 
@@ -302,6 +404,7 @@ def cmd_bench_predictors(args: argparse.Namespace) -> int:
 def cmd_bench_latency(args: argparse.Namespace) -> int:
     from nassearch.latency_bench import run_latency_bench
 
+    limit_threads(args.threads)
     return _print_bench(lambda: run_latency_bench(args.config, args.overrides, data_dir=args.data_dir,
                                                   workers=args.workers, overwrite=args.overwrite),
                         "nassearch.latency_bench")
@@ -310,15 +413,14 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
 def cmd_retrain(args: argparse.Namespace) -> int:
     from evaluators.retrain import load_retrain_config, resolve_target, retrain
 
+    limit_threads(args.threads)
     config = load_retrain_config(args.config, args.overrides)
     target = resolve_target(args.target)
     logging.getLogger("evaluators.retrain").setLevel(logging.INFO)  # one line per epoch
     try:
         outcome = retrain(target, config, args.out, resume=args.resume)
     except KeyboardInterrupt:
-        print("nassearch: interrupted; finished epochs are in checkpoint.pt: continue with --resume",
-              file=sys.stderr)
-        return 130
+        return _interrupted("finished epochs are in checkpoint.pt: continue with --resume")
     if outcome.result is not None:
         r = outcome.result
         print(f"{r['name']}: {r['params_m']:.3g} M params, test accuracy {r['test_acc']:.2f}% after {r['epochs']} "
@@ -341,7 +443,20 @@ def main(argv: list[str] | None = None) -> int:
     except NassearchError as exc:
         print(f"nassearch: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("nassearch: interrupted; every finished trial is saved: continue with --resume RUN_DIR",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        from nassearch.runner import Interrupted
+
+        if isinstance(exc, Interrupted):
+            return _interrupted(f"every finished trial is saved: continue with --resume {exc.run_dir}")
+        return _interrupted()
+
+
+def _interrupted(kept: str = "") -> int:
+    """Say that the command stopped at Ctrl-C (or SIGTERM, with a local Ray instance) and what it kept;
+    return the shell's status for that signal, 128 + its number."""
+    from nassearch.executors import TERMINATED
+
+    stop = signal.SIGTERM if TERMINATED.is_set() else signal.SIGINT
+    what = "terminated" if stop == signal.SIGTERM else "interrupted"
+    print(f"nassearch: {what}{'; ' + kept if kept else ''}", file=sys.stderr)
+    return 128 + stop

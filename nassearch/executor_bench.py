@@ -55,10 +55,14 @@ def format_executor_rows(rows: list[dict[str, Any]], title: str) -> str:
     """The benchmark table; the last column says whether each executor's best equals the serial one's."""
     header = ["executor", "max_concurrent", "evaluations", "failed", "startup s", "wall s", "evals/s",
               "same best as serial"]
+    return aligned_table(title, header, [
+        [row["executor"], str(row["max_concurrent"]), str(row["evaluations"]), str(row["failed"]),
+         f"{row['startup_s']:.1f}", f"{row['wall_s']:.1f}", f"{row['evals_per_s']:.2f}",
+         "yes" if row["best"] == rows[0]["best"] else "NO"] for row in rows])
+
+
+def aligned_table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    """``title``, the header and one line per row of cells, each cell padded to its column header's width."""
     lines = [title, "  ".join(header)]
-    for row in rows:
-        cells = [row["executor"], str(row["max_concurrent"]), str(row["evaluations"]), str(row["failed"]),
-                 f"{row['startup_s']:.1f}", f"{row['wall_s']:.1f}", f"{row['evals_per_s']:.2f}",
-                 "yes" if row["best"] == rows[0]["best"] else "NO"]
-        lines.append("  ".join(cell.ljust(len(h)) for cell, h in zip(cells, header)))
+    lines += ["  ".join(cell.ljust(len(h)) for cell, h in zip(cells, header)) for cells in rows]
     return "\n".join(lines)

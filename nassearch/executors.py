@@ -8,7 +8,12 @@ so the store's order is the ask order whatever the finish order.
 
 from __future__ import annotations
 
+import atexit
+import ipaddress
 import logging
+import os
+import signal
+import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,6 +24,40 @@ from nassearch.errors import ExecutorError
 from spaces.base import Arch
 
 log = logging.getLogger(__name__)
+
+
+#: Environment of a local Ray instance: every Ray server on loopback (Ray's own setting for single-machine
+#: platforms, read when ``ray`` is imported) and token authentication on by choice, which Ray otherwise
+#: announces on stderr. Set before ``import ray``; inherited by the processes Ray starts.
+LOCAL_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token"}
+
+
+#: Set once SIGTERM has interrupted this process (Ray turns the handler's exception into a plain
+#: KeyboardInterrupt when it arrives during a Ray call, so the exception cannot say it).
+TERMINATED = threading.Event()
+
+
+def _interrupt_on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM: unwind like Ctrl-C, so that committed trials stay and the local Ray instance is shut down at
+    exit; a second SIGTERM ends the process at once."""
+    TERMINATED.set()
+    signal.signal(signum, signal.SIG_DFL)
+    raise KeyboardInterrupt
+
+
+def _own_local_ray(ray: Any) -> None:
+    """Checks and exit handling for the local Ray instance this process just started: refuse it unless it
+    listens on loopback only; shut it down at exit, and on SIGTERM (replacing Ray's handler, which exits
+    without waiting for Ray's processes)."""
+    node_ip = ray.util.get_node_ip_address()
+    if not ipaddress.ip_address(node_ip).is_loopback:
+        ray.shutdown()
+        raise ExecutorError(f"executor ray: the local Ray instance would listen on {node_ip}, not only on loopback "
+                            "(ray was imported before the executor started, or RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER is "
+                            "set); start Ray yourself and give executor.address, or unset that variable")
+    atexit.register(ray.shutdown)  # runs before Ray's own exit handler, outside interpreter teardown
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
 
 
 @dataclass(frozen=True)
@@ -59,6 +98,10 @@ class RayExecutor:
     ``max_retries`` times, then reported as a ``Failure``; no evaluation is ever dropped.
 
     On a cluster, every node needs nassearch installed and the benchmark data at the same path.
+
+    A local instance this executor starts listens on loopback only, keeps Ray's token authentication on
+    without announcing it, and is shut down when the process exits; SIGTERM unwinds the run like Ctrl-C
+    (and sets ``TERMINATED``), so that this shutdown happens and no Ray process outlives the driver.
     """
 
     name = "ray"
@@ -85,10 +128,13 @@ class RayExecutor:
 
     def start(self) -> Any:
         """Connect to (or start) Ray once; return the ``ray`` module."""
+        local = self.address == "local"
+        if local:
+            for key, value in LOCAL_RAY_ENV.items():  # before ``import ray``: Ray reads the loopback switch then
+                os.environ.setdefault(key, value)
         import ray
 
         if not ray.is_initialized():
-            local = self.address == "local"
             try:
                 if local:
                     ray.init(num_cpus=self.num_cpus, include_dashboard=False, configure_logging=False)
@@ -98,6 +144,8 @@ class RayExecutor:
                 where = "start a local Ray instance" if local else f"connect to the Ray cluster at {self.address!r}"
                 raise ExecutorError(f"executor ray: could not {where} ({exc}); check executor.address, or run "
                                     "with executor: {name: serial}") from None
+            if local:
+                _own_local_ray(ray)
         return ray
 
     def _evaluator_ref(self, ray: Any, evaluator: Evaluator) -> Any:

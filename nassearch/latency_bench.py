@@ -44,7 +44,6 @@ import json
 import logging
 import math
 import re
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,6 +55,7 @@ import yaml
 from scipy import stats
 
 from nassearch import predictor_bench as pb
+from nassearch import run_dir as dirs
 from nassearch.config import _reject_unknown, _typed
 from nassearch.errors import ConfigError, DataError, RunDirError
 from nassearch.graph import ArchGraph
@@ -384,16 +384,6 @@ def _cell_settings(config: dict[str, Any]) -> dict[str, Any]:
             "benchmark.test_size": config["benchmark"]["test_size"]}
 
 
-def _clear_run_dir(run_dir: Path) -> None:
-    """``--overwrite``: delete a previous benchmark directory (one holding a config.yaml), nothing else."""
-    if not run_dir.exists():
-        return
-    if not (run_dir / "config.yaml").is_file():
-        raise RunDirError(f"--overwrite: {run_dir} has no config.yaml, so it is not a benchmark directory; "
-                          "not deleting it")
-    shutil.rmtree(run_dir)
-
-
 def _check_fingerprint(run_dir: Path, fingerprint: dict[str, Any]) -> None:
     path = run_dir / "source.json"
     if path.is_file() and json.loads(path.read_text()) != fingerprint:
@@ -552,10 +542,14 @@ def run_latency_bench(config: str | Path | dict[str, Any], overrides: Sequence[s
         pb.check_resumable(run_dir, bench, _cell_settings, "choose another name or output.dir, or pass --overwrite")
     data = load_source(bench, data_dir)
     _check_split_sizes(bench, data)
-    if overwrite:
-        _clear_run_dir(run_dir)
+    with dirs.open_or_create(run_dir, "benchmark", overwrite):
+        return _run_cells(bench, data, factory, run_dir)
+
+
+def _run_cells(bench: LatencyBenchConfig, data: LatencyData, factory: pb.PredictorFactory,
+               run_dir: Path) -> LatencyOutcome:
+    """The benchmark's missing cells, then its table and plots (``run_dir`` is locked by the caller)."""
     _check_fingerprint(run_dir, data.fingerprint)
-    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(bench.to_dict(), sort_keys=False))
     (run_dir / "source.json").write_text(json.dumps(data.fingerprint, indent=1) + "\n")
     results_path = run_dir / "results.csv"

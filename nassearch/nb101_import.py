@@ -160,6 +160,14 @@ def _parse_record(data: bytes, where: str) -> _Record:
     num_vertices = _check_cell(raw_adjacency, raw_operations, where)
     metrics = _decode_metrics(raw_metrics, where)
     final = metrics.evaluation_data[2]
+    for name, value, high in (("validation_accuracy", final.validation_accuracy, 1.0),
+                              ("test_accuracy", final.test_accuracy, 1.0),
+                              ("training_time", final.training_time, math.inf)):
+        if not (math.isfinite(value) and 0 <= value <= high):
+            raise DataError(f"{where} has final {name} {value!r}, not a finite number in [0, {high:g}]: {CORRUPT}")
+    if metrics.trainable_parameters <= 0:
+        raise DataError(f"{where} has trainable_parameters {metrics.trainable_parameters}, not a positive count: "
+                        f"{CORRUPT}")
     return _Record(module_hash, epochs, num_vertices, _pad_adjacency(raw_adjacency, num_vertices), raw_operations,
                   metrics.trainable_parameters, final.validation_accuracy, final.test_accuracy, final.training_time)
 
@@ -286,8 +294,14 @@ def import_nasbench101(tfrecord_path: str | Path, out_path: str | Path) -> Impor
         records += 1
     if not cells:
         raise DataError(f"{tfrecord_path} holds no records: {CORRUPT}")
-    _write_csv(cells, out_path)
     epochs = tuple(e for b, e in enumerate(EPOCHS) if any(cell.counts[b] for cell in cells.values()))
+    held = [b for b, e in enumerate(EPOCHS) if e in epochs]
+    for module_hash, cell in cells.items():
+        lacking = [EPOCHS[b] for b in held if not cell.counts[b]]
+        if lacking:
+            raise DataError(f"{tfrecord_path} has no record of cell {module_hash} at {lacking[0]} epochs, though "
+                            f"it has other cells at that budget: the file is incomplete; {CORRUPT}")
+    _write_csv(cells, out_path)
     return ImportReport(records, len(cells), epochs, out_path)
 
 

@@ -19,10 +19,11 @@ COLUMNS = ("hash", "num_vertices", "adjacency", "ops", "val_acc_epoch4", "val_ac
            "val_acc_epoch108", "train_time_s", "trainable_params")
 DEFAULT_TABLES = ("nb101_10k", "nb101_1k_specs")
 NB101_TABLES = ("nb101_10k", "nb101_1k_specs", "nb101_official")
+MAX_VERTICES = 7  # NAS-Bench-101's cell size limit; adjacency is stored padded to 7 x 7
 
 
 def _padded(matrix: Sequence[Sequence[int]]) -> str:
-    full = np.zeros((7, 7), dtype=np.int64)
+    full = np.zeros((MAX_VERTICES, MAX_VERTICES), dtype=np.int64)
     v = len(matrix)
     full[:v, :v] = np.asarray(matrix)
     return "".join(map(str, full.ravel()))
@@ -37,6 +38,20 @@ def _from_specs_json(data_dir: str | os.PathLike | None) -> pd.DataFrame:
     })
 
 
+def _check_cells(frame: pd.DataFrame, name: str) -> None:
+    """DataError naming the first row whose cell columns are malformed (adjacency not 49 bits, vertex count
+    outside 2..7): the space would otherwise fail on it mid-run."""
+    adjacency = frame["adjacency"].astype(str).str.fullmatch(r"[01]{%d}" % (MAX_VERTICES * MAX_VERTICES))
+    vertices = pd.to_numeric(frame["num_vertices"], errors="coerce").between(2, MAX_VERTICES)
+    bad = np.flatnonzero(~(adjacency & vertices).to_numpy())
+    if len(bad):
+        row = frame.iloc[bad[0]]
+        raise DataError(f"NAS-Bench-101 table {name}: row {bad[0]} (cell {row['hash']}) has adjacency "
+                        f"{str(row['adjacency'])[:60]!r} and {row['num_vertices']!r} vertices; expected "
+                        f"{MAX_VERTICES * MAX_VERTICES} 0/1 characters and 2-{MAX_VERTICES} vertices: the table is "
+                        "damaged; make it again from the official release (nassearch data import nasbench101 ...)")
+
+
 def load_nb101_table(data_dir: str | os.PathLike | None = None,
                      tables: Sequence[str] = DEFAULT_TABLES) -> pd.DataFrame:
     """The named NB101 tables concatenated (they must not share a cell), indexed 0..n-1."""
@@ -46,6 +61,7 @@ def load_nb101_table(data_dir: str | os.PathLike | None = None,
             raise ValueError(f"unknown NAS-Bench-101 table {name!r}; known: {', '.join(NB101_TABLES)}")
         frame = _from_specs_json(data_dir) if TABLES[name].path.endswith(".json") else load_csv(name, data_dir)
         keep = [c for c in frame.columns if c in COLUMNS or c == "test_acc_epoch108"]
+        _check_cells(frame, name)
         frames.append(frame[keep])
     table = pd.concat(frames, ignore_index=True)
     repeated = table["hash"][table["hash"].duplicated()]

@@ -1,9 +1,11 @@
 """Figures: search curves (incumbent metric vs queries, mean ± std over seeds), Pareto fronts and predictor
-scatter plots."""
+scatter plots. Axes name each metric with its unit; titles name the benchmark and its dataset."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -16,14 +18,29 @@ from nassearch.objectives import Objective  # noqa: E402
 
 #: Overlaid runs often coincide (same seeds, same random start): vary the dash so each stays visible.
 LINESTYLES = ("-", "--", ":", "-.")
+#: (metric name pattern, unit) of the evaluators' metrics; the first match wins, unlisted metrics have none.
+METRIC_UNITS = ((r".*_acc(_.*)?", "%"), (r"params", "M parameters"), (r"flops", "M FLOPs"), (r"lat_.*", "ms"),
+                (r".*_s", "s"))
+
+
+def metric_label(metric: str) -> str:
+    """``metric`` with its unit, e.g. ``val_acc (%)``, ``lat_1080ti_bs1 (ms)``; losses as they are."""
+    unit = next((unit for pattern, unit in METRIC_UNITS if re.fullmatch(pattern, metric)), None)
+    return f"{metric} ({unit})" if unit else metric
+
+
+def benchmark_title(config: Any) -> str:
+    """What a run config searched: space, evaluator and dataset (the evaluator's ``dataset`` setting; the other
+    evaluators answer for CIFAR-10), e.g. ``nasbench201 / nb201_tabular, cifar10``."""
+    return f"{config.space['name']} / {config.evaluator['name']}, {config.evaluator.get('dataset', 'cifar10')}"
 
 
 def plot_search_curves(curves: dict[str, np.ndarray], metric: str, path: str | Path,
-                       reference_best: float | None = None) -> Path:
+                       reference_best: float | None = None, title: str | None = None) -> Path:
     """Draw one line per label: mean over seeds (rows) of the incumbent ``metric``, ± std shaded.
 
     Curves of different lengths are cut to the shortest within a label. ``reference_best`` (the best
-    value in the benchmark) is drawn as a dashed line when given.
+    value in the benchmark) is drawn as a dashed line when given; ``title`` (``benchmark_title``) above.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,7 +54,9 @@ def plot_search_curves(curves: dict[str, np.ndarray], metric: str, path: str | P
     if reference_best is not None:
         ax.axhline(reference_best, color="black", linestyle="--", linewidth=0.8, label="best in benchmark")
     ax.set_xlabel("queries (evaluated architectures)")
-    ax.set_ylabel(f"{metric} of best-so-far architecture")
+    ax.set_ylabel(f"{metric_label(metric)} of best-so-far architecture")
+    if title:
+        ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
@@ -53,8 +72,8 @@ def plot_prediction_scatter(predicted: np.ndarray, true: np.ndarray, path: str |
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(5.0, 5.0), dpi=120)
     ax.scatter(true, predicted, s=2, alpha=0.3, linewidths=0, rasterized=True)
-    ax.set_xlabel(f"true {metric}")
-    ax.set_ylabel(f"predicted {target}")
+    ax.set_xlabel(f"true {metric_label(metric)}")
+    ax.set_ylabel(f"predicted {metric_label(target)}")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -80,12 +99,16 @@ def _staircase(front: np.ndarray, objectives: list[Objective]) -> np.ndarray:
     return to_minimisation(steps, objectives)  # negating twice restores the objectives' units
 
 
+def _objective_label(objective: Objective) -> str:
+    return f"{metric_label(objective.metric)}, {'higher' if objective.mode == 'max' else 'lower'} is better"
+
+
 def plot_pareto(runs: dict[str, np.ndarray], objectives: list[Objective], path: str | Path,
-                true_front: np.ndarray | None = None) -> Path:
+                true_front: np.ndarray | None = None, title: str | None = None) -> Path:
     """Draw each run's non-dominated set of ``points`` (n, k) in the objectives' units.
 
     Two objectives: one scatter plus attainment staircase per run, the ``true_front`` (when given) in
-    grey underneath. Three or more: a grid with one scatter per pair of objectives.
+    grey underneath. Three or more: a grid with one scatter per pair of objectives. ``title`` above all.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,12 +127,14 @@ def plot_pareto(runs: dict[str, np.ndarray], objectives: list[Objective], path: 
                 steps = _staircase(front, objectives)
                 ax.plot(steps[:, 0], steps[:, 1], color=dots.get_facecolor()[0], linewidth=0.9,
                         linestyle=LINESTYLES[k % len(LINESTYLES)], zorder=style["zorder"])
-        ax.set_xlabel(f"{objectives[i].metric} ({objectives[i].mode})")
-        ax.set_ylabel(f"{objectives[j].metric} ({objectives[j].mode})")
+        ax.set_xlabel(_objective_label(objectives[i]))
+        ax.set_ylabel(_objective_label(objectives[j]))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(pairs):]:
         ax.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

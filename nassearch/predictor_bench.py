@@ -38,7 +38,8 @@ import yaml
 from scipy import stats
 
 from nassearch import config as cfg
-from nassearch.config import _reject_unknown, _typed
+from nassearch import run_dir as dirs
+from nassearch.config import _reject_unknown, _typed, shown
 from nassearch.errors import ConfigError, RunDirError
 from nassearch.graph import ArchGraph
 from nassearch.plots import plot_prediction_scatter
@@ -107,9 +108,8 @@ def validate_header(raw: Any, top_level: Sequence[str], required: Sequence[str],
         if raw.get(key) is None:
             raise ConfigError(f"{key}: missing; {kind} needs {', '.join(required)}")
     name = _typed("name", raw["name"], str)
-    if not cfg.NAME_PATTERN.match(name):
-        raise ConfigError(f"name: {name!r} may only contain letters, digits, '_', '.', '-'")
-    seed = _typed("seed", raw.get("seed", 0), int)
+    cfg.check_name(name)
+    seed = _typed("seed", raw.get("seed", 0), int, cfg.MAX_SEED)
     if seed < 0:
         raise ConfigError(f"seed: must be >= 0, got {seed}")
     output = raw.get("output") or {}
@@ -345,12 +345,17 @@ def check_resumable(run_dir: Path, config: Any,
     stored_path = run_dir / "config.yaml"
     if not stored_path.is_file():
         return
-    stored = yaml.safe_load(stored_path.read_text())
-    old, new = cell_settings(stored), cell_settings(config.to_dict())
+    try:
+        stored = cfg.read_yaml(stored_path, "benchmark config")
+        old = cell_settings(stored)
+        old_predictors = {p.get("label", p["name"]): p for p in stored["benchmark"]["predictors"]}
+    except (ConfigError, KeyError, TypeError, AttributeError) as exc:
+        raise RunDirError(f"{stored_path} is damaged ({shown(exc)}); delete {run_dir} to start the benchmark "
+                          "again") from None
+    new = cell_settings(config.to_dict())
     for key in new:
-        if old[key] != new[key]:
+        if old.get(key) != new[key]:
             raise RunDirError(f"{run_dir} was benchmarked with another {key} ({stored_path}); {fix}")
-    old_predictors = {p.get("label", p["name"]): p for p in stored["benchmark"]["predictors"]}
     for spec in config.benchmark["predictors"]:
         if spec["label"] in old_predictors and old_predictors[spec["label"]] != spec:
             raise RunDirError(f"{run_dir} holds results of predictor {spec['label']!r} with other settings "
@@ -445,7 +450,12 @@ def run_predictor_bench(config: str | Path | dict[str, Any], overrides: Sequence
     if too_big:
         raise ConfigError(f"benchmark.train_sizes: {too_big} leave no held-out architectures "
                           f"(population {len(population.graphs):,})")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with dirs.open_or_create(run_dir, "benchmark", overwrite=False):
+        return _run_cells(bench, population, factory, run_dir)
+
+
+def _run_cells(bench: BenchConfig, population: Population, factory: PredictorFactory, run_dir: Path) -> BenchOutcome:
+    """The benchmark's missing cells, then its table (``run_dir`` is locked by the caller)."""
     (run_dir / "config.yaml").write_text(yaml.safe_dump(bench.to_dict(), sort_keys=False))
     results_path = run_dir / "results.csv"
     rows = load_results(results_path)

@@ -8,25 +8,32 @@ from typing import Any
 
 import numpy as np
 
+from nassearch.errors import SearchError
 from nassearch.metrics import hypervolume, hypervolume_ratio, pareto_front
-from nassearch.objectives import Objective
+from nassearch.objectives import Objective, fitness
 from searchers.base import Trial
 
 
-def best_trial(trials: Sequence[Trial], objective: Objective) -> Trial:
-    """The trial best by ``objective`` (the earliest on ties)."""
-    ok = [t for t in trials if t.ok]
+def best_trial(trials: Sequence[Trial], objective: Objective, bounds: Sequence[Objective] = ()) -> Trial:
+    """The successful trial best by ``objective`` among those within the ``bounds`` objectives' bounds (the
+    earliest on ties); SearchError when there is none."""
+    objectives = [objective, *bounds]
+    ok = [t for t in trials if t.ok and fitness(objectives, t.metrics) > -np.inf]
     if not ok:
-        raise ValueError("no successful trial to report")
+        within = " within the objectives' bounds" if any(o.bound is not None for o in objectives) else ""
+        raise SearchError(f"no successful trial{within} to report among {len(trials)} trial(s)")
     return max(ok, key=lambda t: (objective.signed(t.metrics), -t.index))
 
 
-def incumbent_curve(trials: Sequence[Trial], objective: Objective, metric: str) -> np.ndarray:
-    """After each trial: ``metric`` of the best-so-far trial by ``objective`` (NaN before the first ok)."""
+def incumbent_curve(trials: Sequence[Trial], objective: Objective, metric: str,
+                    bounds: Sequence[Objective] = ()) -> np.ndarray:
+    """After each trial: ``metric`` of the best-so-far trial by ``objective`` among those within the
+    ``bounds`` (NaN before the first such trial)."""
+    objectives = [objective, *bounds]
     curve = np.full(len(trials), np.nan)
     best_score, best_value = -np.inf, np.nan
     for i, trial in enumerate(trials):
-        score = objective.signed(trial.metrics) if trial.ok else -np.inf
+        score = fitness(objectives, trial.metrics) if trial.ok else -np.inf
         if score > best_score:
             best_score, best_value = score, trial.metrics.get(metric, np.nan)
         curve[i] = best_value
@@ -47,9 +54,10 @@ def standing(value: float, reference: np.ndarray, higher_is_better: bool) -> dic
 
 
 def summarize_run(trials: Sequence[Trial], objective: Objective, report_metric: str | None,
-                  reference: np.ndarray | None) -> dict[str, Any]:
-    """Summary of one seed: counts, costs, the best trial, and its standing in the benchmark."""
-    best = best_trial(trials, objective)
+                  reference: np.ndarray | None, bounds: Sequence[Objective] = ()) -> dict[str, Any]:
+    """Summary of one seed: counts, costs, the best trial (within the ``bounds``), and its standing in the
+    benchmark."""
+    best = best_trial(trials, objective, bounds)
     summary: dict[str, Any] = {
         "num_trials": len(trials),
         "cost_s": float(sum(t.cost_s for t in trials)),

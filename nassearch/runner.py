@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
+import math
+import numbers
+import re
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -28,11 +31,13 @@ from tqdm import tqdm
 
 from evaluators.base import Evaluator
 from nassearch import config as cfg
+from nassearch import run_dir as dirs
 from nassearch.errors import RunDirError
 from nassearch.executors import Failure, Outcome
 from nassearch.metrics import pareto_front, pareto_mask, worst_point
 from nassearch.objectives import Objective
 from nassearch.plots import plot_pareto, plot_search_curves
+from nassearch.repair import DamagedSeed, Damage, StoredSeed, read_seed, repair_seed
 from nassearch.report import aggregate, format_table, incumbent_curve, pareto_summary, summarize_run
 from nassearch.store import TrialStore
 from searchers.base import Searcher, Trial
@@ -69,21 +74,33 @@ def build_searcher(config: cfg.RunConfig, parts: Components, seed: int) -> Searc
                                seed=seed, predictor=predictor)
 
 
-def _batch_size(budget: dict[str, Any], history: Sequence[Trial]) -> int:
-    """How many architectures to ask for next; 0 when the budget is spent.
+class Budget:
+    """What a seed has spent so far (trials and cost) against the config's budget, kept as running totals
+    so that checking it costs the same at trial 100,000 as at trial 10."""
 
-    A cost budget is checked between batches, so the last batch may run past it.
-    """
-    if budget["evaluations"] is not None:
-        return min(budget["batch_size"], budget["evaluations"] - len(history))
-    spent = sum(t.cost_s for t in history)
-    return budget["batch_size"] if spent < budget["cost_seconds"] else 0
+    def __init__(self, budget: dict[str, Any], history: Sequence[Trial]) -> None:
+        self.budget = budget
+        self.trials = len(history)
+        self.cost_s = math.fsum(t.cost_s for t in history)
 
+    def add(self, trials: Sequence[Trial]) -> None:
+        self.trials += len(trials)
+        self.cost_s += math.fsum(t.cost_s for t in trials)
 
-def _trial_from_record(space: SearchSpace, record: dict[str, Any]) -> Trial:
-    return Trial(index=record["idx"], arch=space.from_str(record["arch"]), arch_str=record["arch"],
-                 metrics=record["metrics"], cost_s=record["cost_s"], wall_s=record["wall_s"],
-                 status=record["status"], started=record["started"], finished=record["finished"])
+    def next_batch(self) -> int:
+        """How many architectures to ask for next; 0 when the budget is spent (a cost budget is checked between
+        batches, so the last batch may run past it)."""
+        if self.budget["evaluations"] is not None:
+            return min(self.budget["batch_size"], self.budget["evaluations"] - self.trials)
+        return self.budget["batch_size"] if self.cost_s < self.budget["cost_seconds"] else 0
+
+    @property
+    def progress(self) -> float:
+        return self.trials if self.budget["evaluations"] is not None else self.cost_s
+
+    @property
+    def total(self) -> float:
+        return self.budget["evaluations"] or self.budget["cost_seconds"]
 
 
 def _comparable(config_dict: dict[str, Any]) -> dict[str, Any]:
@@ -92,6 +109,25 @@ def _comparable(config_dict: dict[str, Any]) -> dict[str, Any]:
     resolved = cfg.validate(config_dict).to_dict()
     output = {k: v for k, v in resolved["output"].items() if k != "progress"}
     return {**resolved, "output": output}
+
+
+def config_differences(stored: dict[str, Any], given: dict[str, Any]) -> list[str]:
+    """The dotted keys whose values differ between two resolved configs (``--resume`` refusals name them)."""
+    if isinstance(stored, dict) and isinstance(given, dict):
+        keys = list(stored) + [k for k in given if k not in stored]
+        return [f"{k}.{d}" if d else str(k) for k in keys
+                for d in config_differences(stored.get(k), given.get(k))]
+    if isinstance(stored, list) and isinstance(given, list) and len(stored) == len(given):
+        return [f"{i}.{d}" if d else str(i) for i, (a, b) in enumerate(zip(stored, given))
+                for d in config_differences(a, b)]
+    return [] if stored == given else [""]
+
+
+def _check_same_config(stored: dict[str, Any], given: dict[str, Any], where: Path, fix: str) -> None:
+    differences = config_differences(_comparable(stored), _comparable(given))
+    if differences:
+        shown = ", ".join(differences[:8]) + (f" and {len(differences) - 8} more" if len(differences) > 8 else "")
+        raise RunDirError(f"{where} was run with a different config (differs in {shown}); {fix}")
 
 
 @dataclass
@@ -112,37 +148,34 @@ class SeedRun:
 
 
 def run_seed(config: cfg.RunConfig, parts: Components, seed: int, directory: Path,
-             progress: bool = True) -> SeedRun:
-    """Run (or resume) the search of one seed in ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
+             progress: bool = True, repair: bool = False) -> SeedRun:
+    """Run (or resume) the search of one seed in ``directory``; a damaged directory is refused with what is
+    wrong, or with ``repair`` cut back to its intact trials first."""
     seed_config = config.with_seed(seed)
+    searcher, stored = _restore(config, parts, seed, directory, repair)
+    if stored is not None and "config" in stored.meta:
+        _check_same_config(stored.meta["config"], seed_config.to_dict(), directory,
+                           f"resume it with the config in {directory / 'config.yaml'} or start a new run directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise dirs.write_error(directory, exc) from None
     with TrialStore(directory / "trials.sqlite") as store:
-        stored_config = store.meta("config")
-        if stored_config is None:
+        if stored is None or "config" not in stored.meta:
             store.set_meta("config", seed_config.to_dict())
-            (directory / "config.yaml").write_text(yaml.safe_dump(seed_config.to_dict(), sort_keys=False))
-        elif _comparable(stored_config) != _comparable(seed_config.to_dict()):
-            raise RunDirError(f"{directory} was run with a different config; resume it with the config in "
-                              f"{directory / 'config.yaml'} or start a new run directory")
-        searcher = build_searcher(config, parts, seed)
+            dirs.atomic_write_text(directory / "config.yaml", yaml.safe_dump(seed_config.to_dict(), sort_keys=False))
         store.set_meta("search_start", searcher.search_start)
-        stored = {r["idx"]: _trial_from_record(parts.space, r) for r in store.trials()}
-        told = 0
-        checkpoint = store.checkpoint()
-        if checkpoint is not None:
-            told, state = checkpoint
-            searcher.load_state_dict(state)
-        history = [stored[i] for i in range(told)]
-        searcher_s = float(store.meta("searcher_seconds", 0.0))
-        budget = config.budget
-        total = budget["evaluations"] or budget["cost_seconds"]
-        bar = tqdm(total=total, initial=_progress(budget, history), desc=f"{config.name} seed {seed}",
-                   file=sys.stderr, disable=not progress, leave=False, dynamic_ncols=True)
-        while (n := _batch_size(budget, history)) > 0:
+        trials = stored.trials if stored is not None else {}
+        history = [trials[i] for i in range(stored.told)] if stored is not None else []
+        searcher_s = float(stored.meta.get("searcher_seconds", 0.0)) if stored is not None else 0.0
+        budget = Budget(config.budget, history)
+        bar = tqdm(total=budget.total, initial=budget.progress, desc=f"{config.name} seed {seed}", file=sys.stderr,
+                   disable=not progress, leave=False, dynamic_ncols=True)
+        while (n := budget.next_batch()) > 0:
             start = time.perf_counter()
             archs = searcher.ask(n)
             searcher_s += time.perf_counter() - start
-            batch = _replay(parts.space, archs, stored, len(history), directory)
+            batch = _replay(parts.space, archs, trials, len(history), directory)
             fresh = [position for position in range(len(archs)) if position not in batch]
             for i, outcome in parts.executor.run(parts.evaluator, [archs[p] for p in fresh]):
                 position = fresh[i]
@@ -153,30 +186,75 @@ def run_seed(config: cfg.RunConfig, parts: Components, seed: int, directory: Pat
             searcher.tell(batch_trials)
             searcher_s += time.perf_counter() - start
             history.extend(batch_trials)
+            budget.add(batch_trials)
             store.save_checkpoint(len(history), searcher.state_dict())
             store.set_meta("searcher_seconds", searcher_s)
-            bar.update(_progress(budget, history) - bar.n)
+            bar.update(budget.progress - bar.n)
         bar.close()
+        store.check_present()
     return SeedRun(history, searcher.search_start, searcher_s, searcher.timings())
 
 
-def _progress(budget: dict[str, Any], history: Sequence[Trial]) -> float:
-    return len(history) if budget["evaluations"] is not None else sum(t.cost_s for t in history)
+def _restore(config: cfg.RunConfig, parts: Components, seed: int, directory: Path,
+             repair: bool) -> tuple[Searcher, StoredSeed | None]:
+    """The seed's searcher restored from its validated store (None when the seed has not started); with
+    ``repair`` a damaged store is cut back to its intact trials first."""
+    while True:
+        searcher = build_searcher(config, parts, seed)
+        try:
+            stored = read_seed(directory, parts.space, config.budget["batch_size"])
+            if stored is not None and stored.state is not None:
+                _load_checkpoint(searcher, stored, directory)
+            return searcher, stored
+        except DamagedSeed as exc:
+            if not repair:
+                raise
+            backup = repair_seed(exc.damage)
+            log.warning("repaired %s (%s): %s; backup in %s", directory, exc.damage.what, exc.damage.fix, backup)
+            repair = False  # one repair; what it leaves must validate
+
+
+def _load_checkpoint(searcher: Searcher, stored: StoredSeed, directory: Path) -> None:
+    """Restore the searcher from the checkpoint; a state it cannot take is damage (the trials are intact)."""
+    history = [stored.trials[i] for i in range(stored.told)]
+    try:
+        searcher.load_state_dict(stored.state, history)
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise DamagedSeed(Damage(directory, f"the searcher checkpoint cannot be restored ({reason})",
+                                 stored.contiguous, drop_checkpoint=True)) from None
 
 
 def _record(store: TrialStore, space: SearchSpace, index: int, arch: Any, outcome: Outcome) -> Trial:
-    """Commit one evaluation's outcome as trial ``index`` and return it."""
+    """Commit one evaluation's outcome as trial ``index`` and return it; an evaluator failure, or a result
+    with a non-finite metric or cost, is a failed trial with its reason."""
     now = time.time()
+    arch_str = space.to_str(arch)
     if isinstance(outcome, Failure):
-        trial = Trial(index=index, arch=arch, arch_str=space.to_str(arch), status="failed", started=now,
-                      finished=now)
+        trial = Trial(index=index, arch=arch, arch_str=arch_str, status="failed", started=now, finished=now,
+                      error=outcome.error)
     else:
-        trial = Trial(index=index, arch=arch, arch_str=space.to_str(arch), metrics=outcome.metrics,
-                      cost_s=outcome.cost_s, wall_s=outcome.wall_s, status="ok", started=now - outcome.wall_s,
-                      finished=now)
+        problem = _invalid_result(outcome.metrics, outcome.cost_s, outcome.wall_s)
+        metrics = outcome.metrics if problem is None else {k: float(v) for k, v in outcome.metrics.items() if _number(v)}
+        trial = Trial(index=index, arch=arch, arch_str=arch_str, metrics=metrics,
+                      cost_s=outcome.cost_s if problem is None else 0.0,
+                      wall_s=outcome.wall_s if problem is None else 0.0, status="ok" if problem is None else "failed",
+                      started=now - (outcome.wall_s if problem is None else 0.0), finished=now, error=problem or "")
     store.add_trial(trial.index, trial.arch_str, trial.metrics, trial.cost_s, trial.wall_s, trial.status,
-                    trial.started, trial.finished)
+                    trial.started, trial.finished, trial.error)
     return trial
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _invalid_result(metrics: dict[str, Any], cost_s: Any, wall_s: Any) -> str | None:
+    """Why an evaluator's result cannot count as a successful trial, or None."""
+    for name, value in [*metrics.items(), ("cost_s", cost_s), ("wall_s", wall_s)]:
+        if not _number(value) or not math.isfinite(value) or (name in ("cost_s", "wall_s") and value < 0):
+            return f"the evaluator returned {name}={value!r}"
+    return None
 
 
 def _replay(space: SearchSpace, archs: Sequence[Any], stored: dict[int, Trial], first: int,
@@ -206,36 +284,101 @@ class SearchOutcome:
     table: str
 
 
-def prepare_run_dir(config: cfg.RunConfig, resume: str | Path | None, overwrite: bool) -> Path:
-    """The run directory: fresh (refusing to clobber one unless ``overwrite``) or the one to resume."""
-    if resume is not None:
-        run_dir = Path(resume)
-        stored = run_dir / "config.yaml"
-        if not stored.is_file():
-            raise RunDirError(f"--resume {run_dir}: no config.yaml there; it is not a nassearch run directory")
-        previous = yaml.safe_load(stored.read_text())
-        if _comparable(previous) != _comparable(config.to_dict()):
-            raise RunDirError(f"--resume {run_dir}: the config differs from the one it was started with "
-                              f"({stored}); pass that config")
-        return run_dir
-    run_dir = Path(config.output["dir"]) / config.name
-    if run_dir.exists():
-        if not overwrite:
-            raise RunDirError(f"run directory {run_dir} already exists: continue it with --resume {run_dir}, "
-                              "replace it with --overwrite, or choose another output.dir / name")
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    return run_dir
+def open_run_dir(config: cfg.RunConfig, resume: str | Path | None, overwrite: bool,
+                 repair: bool = False) -> tuple[Path, dirs.DirectoryLock]:
+    """The run directory, locked: a new one (``output.dir/name``; an existing one only replaced with
+    ``overwrite`` and only if nassearch made it), or the one to resume, whose config must match (with
+    ``repair``, a damaged config.yaml is rewritten from ``config``)."""
+    if resume is None:
+        run_dir = Path(config.output["dir"]) / config.name
+        lock = dirs.create(run_dir, "search run", overwrite, f"continue it with --resume {run_dir}")
+        try:
+            dirs.atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+        except RunDirError:
+            lock.release()
+            raise
+        return run_dir, lock
+    run_dir = Path(resume)
+    lock = dirs.open_existing(run_dir, "search run", "config.yaml")
+    try:
+        _check_resumable(run_dir, config, repair)
+    except BaseException:
+        lock.release()
+        raise
+    return run_dir, lock
+
+
+def _check_resumable(run_dir: Path, config: cfg.RunConfig, repair: bool) -> None:
+    stored = run_dir / "config.yaml"
+    try:
+        previous = read_run_config(run_dir).to_dict()
+    except RunDirError as exc:
+        if not repair:
+            raise RunDirError(f"{exc}; `--repair` rewrites it from the config you pass (each seed's store is "
+                              "checked against it)") from None
+        for seed, directory in seed_dirs(run_dir):
+            _check_seed_config(directory, config.with_seed(seed))
+        stored.replace(stored.with_name(f"config.yaml.damaged-{time.strftime('%Y%m%d-%H%M%S')}"))
+        dirs.atomic_write_text(stored, yaml.safe_dump(config.to_dict(), sort_keys=False))
+        log.warning("repaired %s: rewritten from the given config", stored)
+        return
+    _check_same_config(previous, config.to_dict(), run_dir, f"pass the config it was started with ({stored})")
+
+
+def _check_seed_config(directory: Path, config: cfg.RunConfig) -> None:
+    """Refuse ``config`` if the seed store in ``directory`` (when readable) was run with another one."""
+    try:
+        with TrialStore(directory / "trials.sqlite", readonly=True) as store:
+            stored = store.meta("config")
+    except (RunDirError, sqlite3.DatabaseError, ValueError):
+        return  # no store yet, or a damaged one: its own check reports it
+    if stored is not None:
+        _check_same_config(stored, config.to_dict(), directory, "pass the config it was started with")
+
+
+def read_run_config(run_dir: Path) -> cfg.RunConfig:
+    """The validated config.yaml of a run directory; RunDirError saying what is wrong with it."""
+    path = run_dir / "config.yaml"
+    try:
+        raw = cfg.read_yaml(path, "run config")
+        if not isinstance(raw, dict):
+            raise cfg.ConfigError("not a mapping of config sections")
+        return cfg.validate(raw)
+    except cfg.ConfigError as exc:
+        raise RunDirError(f"{path} is damaged: {exc}") from None
 
 
 def run(config: cfg.RunConfig, repeats: int = 1, resume: str | Path | None = None, overwrite: bool = False,
-        data_dir: str | None = None) -> SearchOutcome:
-    """Search with seeds ``seed .. seed + repeats - 1``; write trials, summaries and plots."""
+        data_dir: str | None = None, repair: bool = False) -> SearchOutcome:
+    """Search with seeds ``seed .. seed + repeats - 1``; write trials, summaries and plots. The run directory
+    is locked for the whole run; ``repair`` cuts damaged seed stores back to their intact trials."""
     if repeats < 1:
         raise RunDirError(f"--repeats must be >= 1, got {repeats}")
+    if repair and resume is None:
+        raise RunDirError("--repair repairs a run directory being resumed: add --resume RUN_DIR")
     parts = build_components(config, data_dir)
-    run_dir = prepare_run_dir(config, resume, overwrite)
+    run_dir, lock = open_run_dir(config, resume, overwrite, repair)
+    try:
+        return _search(config, parts, repeats, run_dir, repair)
+    except KeyboardInterrupt as exc:
+        raise Interrupted(run_dir) from exc
+    except OSError as exc:
+        if exc.errno not in dirs.WRITE_ERRNOS:
+            raise
+        raise dirs.write_error(Path(exc.filename) if exc.filename else run_dir, exc) from None
+    finally:
+        lock.release()
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; ``run_dir`` is where its trials are, to resume."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+
+
+def _search(config: cfg.RunConfig, parts: Components, repeats: int, run_dir: Path, repair: bool) -> SearchOutcome:
     objective = config.objectives[0]
     report_metric = config.output["report_metric"]
     reference = parts.evaluator.reference_values(report_metric) if report_metric else None
@@ -243,9 +386,9 @@ def run(config: cfg.RunConfig, repeats: int = 1, resume: str | Path | None = Non
     summaries: dict[int, dict[str, Any]] = {}
     for seed in range(config.seed, config.seed + repeats):
         directory = run_dir / f"seed-{seed}"
-        seed_run = run_seed(config, parts, seed, directory, progress=config.output["progress"])
+        seed_run = run_seed(config, parts, seed, directory, progress=config.output["progress"], repair=repair)
         all_trials[seed] = trials = seed_run.search_trials
-        summaries[seed] = {**summarize_run(trials, objective, report_metric, reference),
+        summaries[seed] = {**summarize_run(trials, objective, report_metric, reference, config.objectives),
                            "searcher_s": seed_run.searcher_s, **seed_run.timings}
     multi_objective = len(config.objectives) > 1
     if multi_objective:
@@ -263,7 +406,7 @@ def run(config: cfg.RunConfig, repeats: int = 1, resume: str | Path | None = Non
     if multi_objective:
         summary["pareto_reference"] = [float(v) for v in pareto_reference]
     if config.output["plots"] and report_metric is not None:
-        curves = {config.searcher["name"]: _stack([incumbent_curve(t, objective, report_metric)
+        curves = {config.searcher["name"]: _stack([incumbent_curve(t, objective, report_metric, config.objectives)
                                                    for t in all_trials.values()])}
         best = None if reference is None else float(reference.max() if objective.mode == "max" else reference.min())
         summary["plots"] = [str(plot_search_curves(curves, report_metric, run_dir / "plots" / "search_curve.png",
@@ -312,23 +455,32 @@ def _stack(curves: list[np.ndarray]) -> np.ndarray:
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
+    dirs.atomic_write_text(path, json.dumps(payload, indent=2, allow_nan=True) + "\n")
 
 
-def _load_run(run_dir: str | Path) -> tuple[cfg.RunConfig, list[list[Trial]]]:
-    """The config and the per-seed search-phase trials (archs left as strings; a searcher's training
-    set, before ``search_start``, left out as in the run's summary) of a run directory."""
+def seed_dirs(run_dir: Path) -> list[tuple[int, Path]]:
+    """``(seed, directory)`` of every ``seed-<s>`` entry of a run directory, by seed."""
+    found = [(int(p.name[5:]), p) for p in run_dir.iterdir() if re.fullmatch(r"seed-\d{1,10}", p.name)]
+    return sorted(found)
+
+
+def _load_run(run_dir: str | Path, data_dir: str | None = None) -> tuple[cfg.RunConfig, list[list[Trial]]]:
+    """The config and the per-seed search-phase trials (a searcher's training set, before ``search_start``,
+    left out as in the run's summary) of a run directory, each seed's store validated first."""
     run_dir = Path(run_dir)
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
+    if not (run_dir / "config.yaml").is_file():
         raise RunDirError(f"{run_dir} is not a nassearch run directory (no config.yaml)")
-    config = cfg.validate(yaml.safe_load(config_path.read_text()))
+    config = read_run_config(run_dir)
+    space = cfg.build_component("space", config.space, data_dir=data_dir)
     seeds = []
-    for seed_dir in sorted(run_dir.glob("seed-*")):
-        with TrialStore(seed_dir / "trials.sqlite") as store:
-            records = store.trials()[store.meta("search_start", 0):]
-        trials = [Trial(index=r["idx"], arch=r["arch"], arch_str=r["arch"], metrics=r["metrics"],
-                        status=r["status"]) for r in records]
+    for _, directory in seed_dirs(run_dir):
+        try:
+            stored = read_seed(directory, space, config.budget["batch_size"])
+        except DamagedSeed as exc:
+            raise DamagedSeed(exc.damage, run_dir) from None
+        if stored is None:
+            continue
+        trials = [stored.trials[i] for i in range(stored.contiguous)][stored.meta.get("search_start", 0):]
         if trials:
             seeds.append(trials)
     if not seeds:
@@ -336,11 +488,16 @@ def _load_run(run_dir: str | Path) -> tuple[cfg.RunConfig, list[list[Trial]]]:
     return config, seeds
 
 
-def load_run_curves(run_dir: str | Path, metric: str | None = None) -> tuple[str, str, np.ndarray]:
+def load_run_curves(run_dir: str | Path, metric: str | None = None,
+                    data_dir: str | None = None) -> tuple[str, str, np.ndarray]:
     """(label, metric, curves over seeds) of a finished run directory, read back from its stores."""
-    config, seeds = _load_run(run_dir)
+    config, seeds = _load_run(run_dir, data_dir)
     metric = metric or config.output["report_metric"] or config.objectives[0].metric
-    curves = [incumbent_curve(trials, config.objectives[0], metric) for trials in seeds]
+    recorded = sorted({m for trials in seeds for t in trials for m in t.metrics})
+    if metric not in recorded:
+        raise cfg.ConfigError(f"--metric {cfg.shown(metric)}: the trials of {run_dir} hold no such metric; "
+                              f"choose one of {', '.join(recorded)}")
+    curves = [incumbent_curve(trials, config.objectives[0], metric, config.objectives) for trials in seeds]
     return f"{config.name} ({config.searcher['name']})", metric, _stack(curves)
 
 
@@ -348,7 +505,7 @@ def load_run_front(run_dir: str | Path, data_dir: str | None = None
                    ) -> tuple[str, list[Objective], np.ndarray, np.ndarray | None]:
     """(label, objectives, Pareto-front points of all seeds together, the benchmark's true front or None)
     of a run directory; the true front needs the run's evaluator (its tables are loaded)."""
-    config, seeds = _load_run(run_dir)
+    config, seeds = _load_run(run_dir, data_dir)
     objectives = list(config.objectives)
     if len(objectives) < 2:
         raise RunDirError(f"{run_dir} searched a single objective ({objectives[0].metric}): it has no Pareto front")

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from nassearch.objectives import Objective
+from nassearch.objectives import Objective, fitness
 from spaces.base import Arch, SearchSpace
 
 
@@ -26,6 +26,7 @@ class Trial:
     status: str = "ok"
     started: float = 0.0
     finished: float = 0.0
+    error: str = ""
 
     @property
     def ok(self) -> bool:
@@ -35,8 +36,11 @@ class Trial:
 class Searcher(ABC):
     """Proposes architectures and learns from their trials; its state round-trips through JSON.
 
-    ``state_dict()`` must capture everything, random generator included, so that a searcher restored
-    with ``load_state_dict`` proposes exactly what the original would have.
+    ``state_dict()`` must capture everything the told trials do not already say, random generator
+    included, so that a searcher restored with ``load_state_dict(state, history)`` proposes exactly what
+    the original would have. The checkpoint is rewritten after every ``tell``, so the state must not grow
+    with the number of trials: whatever follows from the trials (an archive, a population, the keys seen)
+    is rebuilt from ``history`` instead.
     """
 
     name: str = ""
@@ -52,14 +56,21 @@ class Searcher(ABC):
         (NAR's ranker training set), which run summaries and curves leave out. 0 for most searchers."""
         return 0
 
+    @classmethod
+    def training_evaluations(cls, settings: dict[str, Any]) -> int:
+        """The ``search_start`` of a searcher built with constructor ``settings`` (a resolved config section),
+        known before the run: a budget of evaluations must exceed it. 0 for most searchers."""
+        return 0
+
     @property
     def objective(self) -> Objective:
         """The first objective: what single-objective searchers optimise."""
         return self.objectives[0]
 
     def fitness(self, trial: Trial) -> float:
-        """The first objective as a value to maximise; failed trials are worst."""
-        return self.objective.signed(trial.metrics) if trial.ok else -np.inf
+        """The first objective as a value to maximise; failed trials and trials outside an objective's
+        bound are worst (``-inf``)."""
+        return fitness(self.objectives, trial.metrics) if trial.ok else -np.inf
 
     @abstractmethod
     def ask(self, n: int) -> list[Arch]:
@@ -74,11 +85,11 @@ class Searcher(ABC):
         return {}
 
     def state_dict(self) -> dict[str, Any]:
-        """JSON-serialisable state; subclasses extend it with their own fields."""
+        """JSON-serialisable state of constant size; subclasses extend it with their own fields."""
         return {"rng": self.rng.bit_generator.state}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what ``state_dict`` returned."""
+    def load_state_dict(self, state: dict[str, Any], history: Sequence[Trial]) -> None:
+        """Restore what ``state_dict`` returned after the trials ``history`` (in ask order) were told."""
         self.rng.bit_generator.state = state["rng"]
 
 
@@ -98,11 +109,13 @@ class HistorySearcher(Searcher):
             self.evaluated.append((trial.arch, self.fitness(trial)))
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "evaluated": [[self.space.to_str(a), f] for a, f in self.evaluated],
-                "queue": [self.space.to_str(a) for a in self.queue], "seen": sorted(self.seen)}
+        return {**super().state_dict(), "queue": [self.space.to_str(a) for a in self.queue]}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.evaluated = [(self.space.from_str(s), float(f)) for s, f in state["evaluated"]]
+    def load_state_dict(self, state: dict[str, Any], history: Sequence[Trial]) -> None:
+        """``evaluated`` is ``history``; ``seen`` is its keys and the queue's (the checkpoint is taken after a
+        ``tell``, when every architecture asked for has been told)."""
+        super().load_state_dict(state, history)
         self.queue = [self.space.from_str(s) for s in state["queue"]]
-        self.seen = set(state["seen"])
+        self.evaluated = []
+        self.seen = {self.space.key(a) for a in self.queue}
+        HistorySearcher.tell(self, history)

@@ -37,14 +37,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
 from scipy.stats import entropy
 
+from nassearch.errors import SearchError
 from nassearch.predictors.nar import BatchStatistics, NARPredictor
-from searchers.base import HistorySearcher
+from searchers.base import HistorySearcher, Trial
 from spaces.base import Arch, SearchSpace
 from spaces.nasbench101 import INPUT, MAX_EDGES, MAX_VERTICES, OPS as NB101_OPS, OUTPUT, NB101Cell
 from spaces.nasbench201 import NUM_EDGES, OPS as NB201_OPS
@@ -128,8 +129,11 @@ class NARSampling(HistorySearcher):
                              "max_trials >= 1")
         if not 1 <= top_k <= sample_size:
             raise ValueError(f"top_k ({top_k}) must lie in 1..sample_size ({sample_size})")
-        if not 0 <= random_proportion <= 1 or not 0 <= batch_factor <= 1:
-            raise ValueError("random_proportion and batch_factor must lie in [0, 1]")
+        if not 0 <= random_proportion <= 1 or not 0 <= batch_factor <= 1 or not kl_threshold >= 0:
+            raise ValueError("random_proportion and batch_factor must lie in [0, 1], kl_threshold >= 0")
+        if space.size() is not None and train_size + val_size > space.size():
+            raise ValueError(f"train_size + val_size ({train_size + val_size:,}) distinct architectures exceed the "
+                             f"{space.size():,} of space {space.name}")
         if not 2 <= tier_index <= predictor.tiers:
             raise ValueError(f"tier_index must lie in 2..{predictor.tiers} (the predictor's tiers), got {tier_index}")
         self.predictor = predictor
@@ -143,9 +147,13 @@ class NARSampling(HistorySearcher):
         self.fit_s = 0.0
         self._table: tuple[list[Arch], np.ndarray, np.ndarray] | None = None  # cells, params, flops
 
+    @classmethod
+    def training_evaluations(cls, settings: dict[str, Any]) -> int:
+        return settings["train_size"] + settings["val_size"]
+
     @property
     def search_start(self) -> int:
-        return self.train_size + self.val_size
+        return self.training_evaluations({"train_size": self.train_size, "val_size": self.val_size})
 
     # phases ---------------------------------------------------------------------------------
 
@@ -161,6 +169,9 @@ class NARSampling(HistorySearcher):
             if not self.queue:
                 self._fit()
                 self.queue = self._iterate()
+                if not self.queue:
+                    raise SearchError(f"nar_sampling: iteration {self.iteration} found no architecture it has not "
+                                      f"proposed before (the {self.space.name} space is used up); lower the budget")
             proposals.append(self.queue.pop(0))
         return proposals
 
@@ -263,13 +274,13 @@ class NARSampling(HistorySearcher):
         return {"predictor_fit_s": self.fit_s}
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "iteration": self.iteration, "fitted": self.fitted, "fit_s": self.fit_s,
-                "initial": [self.space.to_str(a) for a in self.initial]}
+        return {**super().state_dict(), "iteration": self.iteration, "fitted": self.fitted, "fit_s": self.fit_s}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
+    def load_state_dict(self, state: dict[str, Any], history: Sequence[Trial]) -> None:
+        """The training set is the first ``train_size + val_size`` told trials."""
+        super().load_state_dict(state, history)
         self.iteration = int(state["iteration"])
-        self.initial = [self.space.from_str(s) for s in state["initial"]]
+        self.initial = [t.arch for t in history[: self.train_size + self.val_size]]
         self.fitted = False
         if state["fitted"]:
             self._fit()  # deterministic from the predictor's seed and the same data

@@ -13,10 +13,10 @@ NSGA-II proposes whole generations: ``ask(n)`` hands out the current generation 
 pymoo for the next one only when every member of the current one has been told, so a batch never spans
 two generations (the last batch of a generation may be smaller than ``n``).
 
-Resume: pymoo's algorithm object is not JSON, so ``state_dict`` keeps the told objective values in tell
-order, how many proposals were handed out, and the random state at construction. ``load_state_dict``
-rebuilds the algorithm from the same seed and replays every generation's ask/tell, which is deterministic
-and so restores exactly the state (random generators included) the original searcher had.
+Resume: pymoo's algorithm object is not JSON, so ``state_dict`` keeps how many proposals were handed out
+and the random state at construction; the told objective values come from the told trials.
+``load_state_dict`` rebuilds the algorithm from the same seed and replays every generation's ask/tell, which
+is deterministic and so restores exactly the state (random generators included) the original searcher had.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ class NSGA2(Searcher):
         self.seen: set[str] = set()
         self.generation: Population | None = None  # asked from pymoo, not yet told back
         self.handed = 0  # members of ``generation`` handed out by ask
-        self.told: list[list[float]] = []  # minimisation-form objective values of every told trial
+        self.num_told = 0  # trials told so far
         self.pending: list[list[float]] = []  # those of the current generation
         self.problem = Problem(n_var=1, n_obj=len(self.objectives), n_ieq_constr=len(self.bounds), vtype=object)
         self.algorithm = PymooNSGA2(
@@ -173,7 +173,7 @@ class NSGA2(Searcher):
     def _tell_values(self, rows: list[list[float]]) -> None:
         if self.generation is None or len(self.pending) + len(rows) > self.handed:
             raise RuntimeError("nsga2: told more trials than were asked")
-        self.told.extend(rows)
+        self.num_told += len(rows)
         self.pending.extend(rows)
         if len(self.pending) == len(self.generation):
             F = np.array(self.pending)
@@ -185,19 +185,20 @@ class NSGA2(Searcher):
     @property
     def asked(self) -> int:
         """How many architectures ``ask`` has handed out so far."""
-        return len(self.told) - len(self.pending) + self.handed
+        return self.num_told - len(self.pending) + self.handed
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "initial_rng": self._initial_rng, "told": self.told, "asked": self.asked}
+        return {**super().state_dict(), "initial_rng": self._initial_rng, "asked": self.asked}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], history: Sequence[Trial]) -> None:
         """Rebuild the algorithm from the seed and replay every ask/tell (see the module docstring)."""
         self._initial_rng = state["initial_rng"]
         self._reset()
-        told, asked = state["told"], int(state["asked"])
+        told = minimisation_form([t.metrics if t.ok else {} for t in history], self.objectives).tolist()
+        asked = int(state["asked"])
         while self.asked < asked:
             archs = self.ask(asked - self.asked)
-            rows = told[len(self.told):len(self.told) + len(archs)]
+            rows = told[self.num_told:self.num_told + len(archs)]
             if rows:
                 self._tell_values(rows)
         if self.rng.bit_generator.state != state["rng"]:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from nassearch.predictors.base import Predictor
-from searchers.base import HistorySearcher
+from searchers.base import HistorySearcher, Trial
 from spaces.base import Arch
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class PredictorGuidedEvolution(HistorySearcher):
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "random_asked": self.random_asked, "rounds": self.rounds}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
+    def load_state_dict(self, state: dict[str, Any], history: Sequence[Trial]) -> None:
+        super().load_state_dict(state, history)
         self.random_asked = int(state["random_asked"])
         self.rounds = int(state["rounds"])

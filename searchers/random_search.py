@@ -36,9 +36,6 @@ class RandomSearch(Searcher):
     def tell(self, trials: Sequence[Trial]) -> None:
         self.seen.update(self.space.key(t.arch) for t in trials)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "seen": sorted(self.seen)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.seen = set(state["seen"])
+    def load_state_dict(self, state: dict[str, Any], history: Sequence[Trial]) -> None:
+        super().load_state_dict(state, history)
+        self.seen = {self.space.key(t.arch) for t in history}

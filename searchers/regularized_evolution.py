@@ -56,10 +56,11 @@ class RegularizedEvolution(Searcher):
                 self.population.popleft()
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "random_asked": self.random_asked,
-                "population": [[self.space.to_str(a), f] for a, f in self.population]}
+        return {**super().state_dict(), "random_asked": self.random_asked}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
+    def load_state_dict(self, state: dict[str, Any], history: Sequence[Trial]) -> None:
+        """The population is the last ``population_size`` told trials."""
+        super().load_state_dict(state, history)
         self.random_asked = int(state["random_asked"])
-        self.population = deque((self.space.from_str(s), float(f)) for s, f in state["population"])
+        self.population = deque()
+        RegularizedEvolution.tell(self, history[-self.population_size:])

@@ -7,23 +7,39 @@ the engine only moves it around and turns it into strings with ``to_str``/``from
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 from torch import nn
 
+from nassearch.config import require_positive  # noqa: F401 (spaces and evaluators check their sizes with it)
 from nassearch.graph import ArchGraph
 from nassearch.model_cost import ModelCost
 
 Arch = Hashable
+#: Longest architecture string a space parses (a DARTS genotype has about 500 characters); longer text is
+#: refused before it is parsed.
+MAX_ARCH_CHARS = 10_000
 
 
-def require_positive(**values: int) -> None:
-    """Raise ValueError naming the first of ``values`` that is below 1 (network sizes, counts)."""
-    for key, value in values.items():
-        if value < 1:
-            raise ValueError(f"{key} must be >= 1, got {value}")
+def clip(text: str) -> str:
+    """``text`` shortened to 80 characters by an ellipsis in its middle (``nassearch.config.shown`` without
+    the quotes)."""
+    return text if len(text) <= 80 else f"{text[:38]}...{text[-39:]}"
+
+
+def arch_text(text: Any, error: Callable[[str], Exception]) -> str:
+    """``text`` without surrounding whitespace, checked to be a non-empty string of at most MAX_ARCH_CHARS
+    characters; otherwise ``error(problem)`` is raised (each space words its own InvalidArchitecture)."""
+    if not isinstance(text, str):
+        raise error(f"expected a string, got {type(text).__name__}")
+    if len(text) > MAX_ARCH_CHARS:
+        raise error(f"{len(text):,} characters, more than the {MAX_ARCH_CHARS:,} an architecture string may have")
+    text = text.strip()
+    if not text:
+        raise error("the string is empty")
+    return text
 
 
 class SearchSpace(ABC):

@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from nassearch.config import shown
 from nassearch.errors import InvalidArchitecture
 from nassearch.graph import ArchGraph
 from nassearch.model_cost import ModelCost, model_cost
-from spaces.base import SearchSpace, require_positive
+from spaces.base import SearchSpace, arch_text, clip, require_positive
 from spaces.darts_network import OPERATIONS, NetworkCIFAR
 
 #: The DARTS operations, in DARTS' order.
@@ -41,6 +42,13 @@ CELLS: tuple[str, ...] = ("normal", "reduce")
 #: Intermediate nodes per cell, and the concatenation, of the space's architectures.
 NODES = 4
 SPACE_CONCAT: tuple[int, ...] = (2, 3, 4, 5)
+#: Most intermediate nodes a parsed genotype's cell may have (the literature's have 4 or 5).
+MAX_NODES = 64
+#: Most syntax-tree nodes of a genotype expression (the published genotypes have about 100), and their
+#: deepest nesting (the published genotypes': 5); deeper trees would exhaust the stack of ``ast`` helpers.
+MAX_SYNTAX_NODES = 2_000
+MAX_SYNTAX_DEPTH = 20
+_BIG_INTEGER = "an integer is out of range; node indices are small numbers"
 GENOTYPE_FORMAT = ("Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ...], normal_concat=[2, 3, 4, 5], "
                    "reduce=[('max_pool_3x3', 0), ...], reduce_concat=[2, 3, 4, 5])")
 
@@ -52,10 +60,8 @@ class _Problem(Exception):
 
 
 def _genotype_error(problem: str, text: Any = None) -> InvalidArchitecture:
-    shown = "" if text is None else " " + repr(text)
-    if len(shown) > 100:
-        shown = shown[:97] + "..."
-    return InvalidArchitecture(f"invalid DARTS genotype{shown}: {problem}. Expected {GENOTYPE_FORMAT}")
+    quoted = "" if text is None else " " + shown(text)
+    return InvalidArchitecture(f"invalid DARTS genotype{quoted}: {problem}. Expected {GENOTYPE_FORMAT}")
 
 
 def _is_int(value: Any) -> bool:
@@ -64,17 +70,18 @@ def _is_int(value: Any) -> bool:
 
 def _checked_pairs(cell: str, pairs: Any) -> Pairs:
     if not isinstance(pairs, (list, tuple)):
-        raise _Problem(f"{cell} must be a list of (op, input) pairs, got {pairs!r}")
-    if not pairs or len(pairs) % 2:
-        raise _Problem(f"{cell} has {len(pairs)} (op, input) pair(s); a cell needs two per intermediate node")
+        raise _Problem(f"{cell} must be a list of (op, input) pairs, got {shown(pairs)}")
+    if not pairs or len(pairs) % 2 or len(pairs) > 2 * MAX_NODES:
+        raise _Problem(f"{cell} has {len(pairs)} (op, input) pair(s); a cell needs two per intermediate node, "
+                       f"of which it may have 1 to {MAX_NODES}")
     checked = []
     for i, pair in enumerate(pairs):
         if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and isinstance(pair[0], str)
                 and _is_int(pair[1])):
-            raise _Problem(f"{cell} pair {i} must be ('op', input), got {pair!r}")
+            raise _Problem(f"{cell} pair {i} must be ('op', input), got {shown(pair)}")
         op, index, node = pair[0], int(pair[1]), i // 2 + 2
         if op not in GENOTYPE_OPS:
-            raise _Problem(f"{cell} pair {i}: unknown operation {op!r}; known: {', '.join(GENOTYPE_OPS)}")
+            raise _Problem(f"{cell} pair {i}: unknown operation {shown(op)}; known: {', '.join(GENOTYPE_OPS)}")
         if not 0 <= index < node:
             raise _Problem(f"{cell} pair {i} feeds node {node}, which may take inputs 0..{node - 1}, not {index}")
         checked.append((op, index))
@@ -86,13 +93,13 @@ def _checked_concat(cell: str, concat: Any, num_nodes: int) -> tuple[int, ...]:
     if isinstance(concat, range):
         concat = tuple(concat)
     if not isinstance(concat, (list, tuple)) or not concat or not all(_is_int(i) for i in concat):
-        raise _Problem(f"{name} must be a non-empty list of node indices, got {concat!r}")
+        raise _Problem(f"{name} must be a non-empty list of node indices, got {shown(concat)}")
     checked = tuple(int(i) for i in concat)
     for node in checked:
         if not 2 <= node < num_nodes + 2:
             raise _Problem(f"{name} names node {node}, but the {cell} cell produces nodes 2..{num_nodes + 1}")
     if len(set(checked)) != len(checked):
-        raise _Problem(f"{name} repeats a node: {list(checked)}")
+        raise _Problem(f"{name} repeats a node: {shown(list(checked))}")
     return checked
 
 
@@ -130,23 +137,49 @@ def _literal(field: str, node: ast.expr) -> Any:
         try:
             return ast.literal_eval(node)
         except failures:
-            raise _Problem(f"{field} = {ast.unparse(node)} is not a literal list") from None
+            raise _Problem(f"{field} = {clip(ast.unparse(node))} is not a literal list") from None
     try:
         bounds = [ast.literal_eval(arg) for arg in node.args]
     except failures:
         bounds = []
-    if node.keywords or not 1 <= len(bounds) <= 3 or not all(_is_int(b) for b in bounds):
-        raise _Problem(f"{field} = {ast.unparse(node)} must be range() of one to three integers")
-    return tuple(range(*bounds))
+    if node.keywords or not 1 <= len(bounds) <= 3 or not all(_is_int(b) for b in bounds) or bounds[2:] == [0]:
+        raise _Problem(f"{field} = {clip(ast.unparse(node))} must be range() of one to three integers "
+                       "(a step other than 0)")
+    nodes = range(*bounds)
+    if len(nodes) > MAX_NODES:
+        raise _Problem(f"{field} = {clip(ast.unparse(node))} names {len(nodes):,} nodes; a cell has at most "
+                       f"{MAX_NODES}")
+    return tuple(nodes)
+
+
+def _syntax_tree(text: str) -> ast.expr:
+    """The parsed expression, refused when it is not Python, nested deeper than MAX_SYNTAX_DEPTH, larger than
+    MAX_SYNTAX_NODES, or holds an integer beyond 32 bits (hexadecimal literals escape Python's digit limit)."""
+    try:
+        tree = ast.parse(text, mode="eval").body
+    except SyntaxError as error:
+        if "integer string conversion" in str(error.msg):  # a decimal literal beyond Python's digit limit
+            raise _Problem(_BIG_INTEGER) from None
+        raise _Problem(f"not a Genotype(...) expression ({error.msg})") from None
+    except (ValueError, MemoryError, RecursionError):  # null bytes (some 3.11 releases); nesting too deep
+        raise _Problem("not a Genotype(...) expression (null bytes, or nested too deeply)") from None
+    stack, count = [(tree, 1)], 0
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_SYNTAX_NODES:
+            raise _Problem(f"the expression has more than {MAX_SYNTAX_NODES:,} parts; a genotype has a few hundred")
+        if depth > MAX_SYNTAX_DEPTH:
+            raise _Problem(f"the expression is nested more than {MAX_SYNTAX_DEPTH} levels deep; a genotype has 5")
+        if isinstance(node, ast.Constant) and _is_int(node.value) and not -2**31 <= node.value < 2**31:
+            raise _Problem(_BIG_INTEGER)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return tree
 
 
 def _parse_fields(text: Any) -> dict[str, Any]:
-    if not isinstance(text, str):
-        raise _Problem(f"expected a string, got {type(text).__name__}")
-    try:
-        call = ast.parse(text.strip(), mode="eval").body
-    except SyntaxError as error:
-        raise _Problem(f"not a Genotype(...) expression ({error.msg})") from None
+    text = arch_text(text, _Problem)
+    call = _syntax_tree(text)
     if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "Genotype"):
         raise _Problem("expected an expression of the form Genotype(...)")
     if call.args:
@@ -154,7 +187,9 @@ def _parse_fields(text: Any) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for keyword in call.keywords:
         if keyword.arg not in FIELDS:
-            raise _Problem(f"unknown field {keyword.arg or '**'!r}; the fields are {', '.join(FIELDS)}")
+            raise _Problem(f"unknown field {shown(keyword.arg or '**')}; the fields are {', '.join(FIELDS)}")
+        if keyword.arg in fields:
+            raise _Problem(f"field {keyword.arg} is given twice")
         fields[keyword.arg] = _literal(keyword.arg, keyword.value)
     missing = [f for f in FIELDS if f not in fields]
     if missing:

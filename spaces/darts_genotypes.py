@@ -9,6 +9,7 @@ genotypes but lie outside :class:`spaces.darts.DartsSpace`.
 
 from __future__ import annotations
 
+from nassearch.config import shown
 from nassearch.errors import InvalidArchitecture
 from spaces.darts import Genotype, parse_genotype
 
@@ -74,5 +75,5 @@ PUBLISHED_PARAMS_M: dict[str, float] = {
 def known_genotype(name: str) -> Genotype:
     """The published genotype called ``name`` (a key of KNOWN_GENOTYPES)."""
     if name not in KNOWN_GENOTYPES:
-        raise InvalidArchitecture(f"unknown DARTS genotype name {name!r}; known: {', '.join(KNOWN_GENOTYPES)}")
+        raise InvalidArchitecture(f"unknown DARTS genotype name {shown(name)}; known: {', '.join(KNOWN_GENOTYPES)}")
     return KNOWN_GENOTYPES[name]

@@ -24,10 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from nassearch.config import shown
 from nassearch.errors import InvalidArchitecture
 from nassearch.graph import ArchGraph
 from nassearch.model_cost import ModelCost, model_cost
-from spaces.base import SearchSpace, require_positive
+from spaces.base import SearchSpace, arch_text, require_positive
 
 INPUT, OUTPUT = "input", "output"
 CONV3X3, CONV1X1, MAXPOOL3X3 = "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3"
@@ -104,10 +105,10 @@ def check_cell(cell: NB101Cell) -> tuple[np.ndarray, list[str]]:
         raise InvalidArchitecture("NAS-Bench-101 adjacency must be 0/1 and strictly upper triangular")
     if cell.ops[0] != INPUT or cell.ops[-1] != OUTPUT:
         raise InvalidArchitecture(f"NAS-Bench-101 ops must start with {INPUT!r} and end with {OUTPUT!r}, "
-                                  f"got {cell.ops[0]!r} ... {cell.ops[-1]!r}")
+                                  f"got {shown(cell.ops[0])} ... {shown(cell.ops[-1])}")
     unknown = [op for op in cell.ops[1:-1] if op not in OPS]
     if unknown:
-        raise InvalidArchitecture(f"unknown NAS-Bench-101 operation {unknown[0]!r}; allowed: {', '.join(OPS)}")
+        raise InvalidArchitecture(f"unknown NAS-Bench-101 operation {shown(unknown[0])}; allowed: {', '.join(OPS)}")
     pruned = prune(matrix, cell.ops)
     if pruned is None:
         raise InvalidArchitecture("NAS-Bench-101 cell has no path from input to output")
@@ -120,15 +121,21 @@ def check_cell(cell: NB101Cell) -> tuple[np.ndarray, list[str]]:
     return matrix, ops
 
 
+def _cell_error(text: Any, problem: str) -> InvalidArchitecture:
+    return InvalidArchitecture(f"malformed NAS-Bench-101 architecture {shown(text)}: {problem}; "
+                               f"expected {STRING_FORMAT}")
+
+
 def parse_cell(text: str) -> NB101Cell:
     """Parse ``<bits>|<ops>`` into a cell (not yet checked for validity)."""
-    if not isinstance(text, str) or text.count("|") != 1:
-        raise InvalidArchitecture(f"malformed NAS-Bench-101 architecture {text!r}: expected {STRING_FORMAT}")
-    bits, ops_text = text.strip().split("|")
+    text = arch_text(text, lambda problem: _cell_error(text, problem))
+    if text.count("|") != 1:
+        raise _cell_error(text, f"found {text.count('|')} '|', expected one between the bits and the ops")
+    bits, ops_text = text.split("|")
     ops = tuple(op.strip() for op in ops_text.split(","))
     if len(bits) != len(ops) ** 2 or set(bits) - {"0", "1"}:
-        raise InvalidArchitecture(f"malformed NAS-Bench-101 architecture {text!r}: {len(ops)} ops need "
-                                  f"{len(ops) ** 2} adjacency bits (0/1), got {len(bits)}; expected {STRING_FORMAT}")
+        raise _cell_error(text, f"{len(ops)} ops need {len(ops) ** 2} adjacency bits (0/1), got {len(bits)} "
+                                f"characters {shown(bits)}")
     matrix = np.array([int(b) for b in bits], dtype=np.int64).reshape(len(ops), len(ops))
     return NB101Cell.from_arrays(matrix, ops)
 

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from nassearch.config import shown
 from nassearch.errors import InvalidArchitecture
 from nassearch.graph import ArchGraph
 from nassearch.model_cost import ModelCost, model_cost
-from spaces.base import SearchSpace, require_positive
+from spaces.base import SearchSpace, arch_text, require_positive
 from spaces.layers import ReLUConvBN
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -33,38 +34,41 @@ GRAPH_VOCAB: tuple[str, ...] = ("input", *OPS, "output")
 STRING_FORMAT = "|op~0|+|op~0|op~1|+|op~0|op~1|op~2|"
 
 NB201Arch = tuple[int, ...]
-_TOKEN = re.compile(r"^([a-z0-9_]+)~(\d+)$")
+#: One edge, ``op~source``: ASCII letters, digits and '_', then up to 9 ASCII digits (``\d`` would take any
+#: script's digits, and ``int`` refuses thousands of them).
+_TOKEN = re.compile(r"([a-z0-9_]+)~([0-9]{1,9})", re.ASCII)
 
 
 def _arch_error(text: str, problem: str) -> InvalidArchitecture:
     return InvalidArchitecture(
-        f"malformed NAS-Bench-201 architecture {text!r}: {problem}. "
+        f"malformed NAS-Bench-201 architecture {shown(text)}: {problem}. "
         f"Expected {STRING_FORMAT} with op one of {', '.join(OPS)}"
     )
 
 
 def parse_arch(text: str) -> NB201Arch:
     """Parse an official NB201 string into a tuple of op indices, naming any problem found."""
-    if not isinstance(text, str):
-        raise _arch_error(str(text), f"expected a string, got {type(text).__name__}")
-    nodes = text.strip().split("+")
+    text = arch_text(text, lambda problem: _arch_error(text, problem))
+    if any(c.isspace() for c in text):
+        raise _arch_error(text, "it contains whitespace; write it without spaces")
+    nodes = text.split("+")
     if len(nodes) != 3:
         raise _arch_error(text, f"found {len(nodes)} node group(s) separated by '+', expected 3")
     ops: list[int] = []
     for node, group in enumerate(nodes, start=1):
         if not (group.startswith("|") and group.endswith("|")) or len(group) < 2:
-            raise _arch_error(text, f"node {node} group {group!r} must start and end with '|'")
+            raise _arch_error(text, f"node {node} group {shown(group)} must start and end with '|'")
         tokens = group[1:-1].split("|")
         if len(tokens) != node:
             raise _arch_error(text, f"node {node} has {len(tokens)} input edge(s), expected {node}")
         for source, token in enumerate(tokens):
-            match = _TOKEN.match(token)
+            match = _TOKEN.fullmatch(token)
             if not match:
-                raise _arch_error(text, f"edge {token!r} is not of the form op~source")
-            op, src = match.group(1), int(match.group(2))
+                raise _arch_error(text, f"edge {shown(token)} is not of the form op~source")
+            op, src = match.groups()
             if op not in OPS:
-                raise _arch_error(text, f"unknown operation {op!r}")
-            if src != source:
+                raise _arch_error(text, f"unknown operation {shown(op)}")
+            if src != str(source):
                 raise _arch_error(text, f"node {node} edge {source} names source {src}, expected {source}")
             ops.append(OPS.index(op))
     return tuple(ops)
@@ -243,7 +247,7 @@ class NasBench201Space(SearchSpace):
                         for op in arch)):
             raise InvalidArchitecture(
                 f"NAS-Bench-201 architecture must be a tuple of {NUM_EDGES} op indices in 0..{len(OPS) - 1}, "
-                f"got {arch!r}")
+                f"got {shown(arch)}")
 
     def to_str(self, arch: NB201Arch) -> str:
         self.validate(arch)

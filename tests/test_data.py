@@ -134,13 +134,15 @@ def test_every_table_spec_points_at_a_real_file_with_that_checksum(data_dir):
 SUBSET = "nb201_200epoch_subset"
 
 
-def fake_table(monkeypatch, root: Path, name: str, text: str, **changes) -> None:
-    """Write ``text`` as table ``name`` under ``root`` and register it with its own checksum."""
+def fake_table(monkeypatch, root: Path, name: str, text: str | bytes, **changes) -> Path:
+    """Write ``text`` as table ``name`` under ``root``, register it with its own checksum; return its path."""
+    payload = text.encode() if isinstance(text, str) else text
     path = root / data.TABLES[name].path
-    path.parent.mkdir(parents=True)
-    path.write_text(text)
-    spec = dataclasses.replace(data.TABLES[name], sha256=hashlib.sha256(text.encode()).hexdigest(), **changes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(payload)
+    spec = dataclasses.replace(data.TABLES[name], sha256=hashlib.sha256(payload).hexdigest(), **changes)
     monkeypatch.setitem(data.TABLES, name, spec)
+    return path
 
 
 def test_table_lacking_columns_names_them(monkeypatch, tmp_path):

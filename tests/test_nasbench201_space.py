@@ -45,7 +45,7 @@ VALID_NODE3 = "|none~0|skip_connect~1|nor_conv_3x3~2|"
 @pytest.mark.parametrize("text, problem", [
     (f"{VALID_NODE1}+{VALID_NODE2}", "found 2 node group(s) separated by '+', expected 3"),
     (f"{VALID_NODE1}+{VALID_NODE2}+{VALID_NODE3}+{VALID_NODE1}", "found 4 node group(s)"),
-    ("", "found 1 node group(s)"),
+    ("", "the string is empty"),
     (f"|none~0|none~1|+{VALID_NODE2}+{VALID_NODE3}", "node 1 has 2 input edge(s), expected 1"),
     (f"{VALID_NODE1}+|none~0|+{VALID_NODE3}", "node 2 has 1 input edge(s), expected 2"),
     (f"{VALID_NODE1}+{VALID_NODE2}+|none~0|none~1|none~2|none~3|", "node 3 has 4 input edge(s), expected 3"),

@@ -161,9 +161,10 @@ def offsets(records: list[bytes]) -> list[int]:
     return starts
 
 
-def one_line_error(func, *args) -> str:
+def one_line_error(func, *args, **kwargs) -> str:
+    """The message of the DataError ``func(*args, **kwargs)`` raises, checked to be one line."""
     with pytest.raises(DataError) as info:
-        func(*args)
+        func(*args, **kwargs)
     assert "\n" not in str(info.value)
     return str(info.value)
 

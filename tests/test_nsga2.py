@@ -62,9 +62,10 @@ def test_same_seed_same_archs(nb201_space, make_trial):
 @pytest.mark.parametrize("rounds", [0, 3, 5, 9])
 def test_state_round_trip_resumes_exactly(nb201_space, make_trial, rounds):
     original = NSGA2(nb201_space, TWO, seed=5, population_size=10)
-    run(original, make_trial, rounds, 4)  # batches of 4 straddle the generations of 10
+    before = run(original, make_trial, rounds, 4)  # batches of 4 straddle the generations of 10
     restored = NSGA2(nb201_space, TWO, seed=99, population_size=10)
-    restored.load_state_dict(json.loads(json.dumps(original.state_dict())))
+    restored.load_state_dict(json.loads(json.dumps(original.state_dict())),
+                             [make_trial(i, synthetic(a), arch=a) for i, a in enumerate(before)])
     assert run(restored, make_trial, 8, 4) == run(original, make_trial, 8, 4)
 
 

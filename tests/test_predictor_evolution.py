@@ -10,7 +10,7 @@ from nassearch.predictors.xgb import XGBPredictor
 from searchers.predictor_evolution import PredictorGuidedEvolution
 from searchers.base import Trial
 from searchers.random_search import RandomSearch
-from tests.test_searchers import ask_and_tell, fitness_of
+from tests.test_searchers import ask_and_tell, fitness_of, history_of
 
 OBJECTIVES = [Objective("val_acc")]
 
@@ -64,9 +64,10 @@ def test_never_proposes_an_architecture_twice(nb201_space, make_trial):
 
 def test_state_round_trips_mid_round(nb201_space, make_trial):
     original = make_searcher(nb201_space, seed=4, initial_samples=10, evaluations_per_round=10)
-    ask_and_tell(original, make_trial, steps=13, batch=1)  # 3 proposals into the first round
+    before = ask_and_tell(original, make_trial, steps=13, batch=1)  # 3 proposals into the first round
     restored = make_searcher(nb201_space, seed=99, initial_samples=10, evaluations_per_round=10)
-    restored.load_state_dict(json.loads(json.dumps(original.state_dict())))
+    restored.load_state_dict(json.loads(json.dumps(original.state_dict())), history_of(before, make_trial))
+    assert restored.seen == original.seen and restored.evaluated == original.evaluated
     assert ask_and_tell(restored, make_trial, steps=25, batch=2) == ask_and_tell(original, make_trial, steps=25,
                                                                                   batch=2)
 

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from nassearch.errors import SearchError
 from nassearch.objectives import Objective
 from nassearch.report import aggregate, best_trial, format_table, incumbent_curve, standing, summarize_run
 
@@ -83,9 +84,9 @@ def test_best_trial_in_min_mode_picks_earliest_on_ties(make_trial):
 
 
 def test_best_trial_without_successful_trials_raises(make_trial):
-    with pytest.raises(ValueError, match="no successful trial"):
+    with pytest.raises(SearchError, match="no successful trial"):
         best_trial([make_trial(0, {"val_acc": 1.0}, status="error")], VAL_MAX)
-    with pytest.raises(ValueError):
+    with pytest.raises(SearchError):
         best_trial([], VAL_MAX)
 
 

@@ -61,7 +61,7 @@ def test_resume_refuses_a_different_config(make_config, data_dir):
     config = cfg.load(make_config(budget={"evaluations": 5}))
     run_dir = runner.run(config, data_dir=str(data_dir)).run_dir
     other = cfg.validate({**config.to_dict(), "searcher": {"name": "random_search"}})
-    with pytest.raises(RunDirError, match="config differs"):
+    with pytest.raises(RunDirError, match=r"different config \(differs in searcher.name, searcher.population_size"):
         runner.run(other, resume=run_dir, data_dir=str(data_dir))
 
 

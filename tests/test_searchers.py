@@ -33,6 +33,11 @@ def json_round_trip(state: dict) -> dict:
     return json.loads(json.dumps(state))
 
 
+def history_of(asked: list, make_trial) -> list:
+    """The trials ``ask_and_tell`` told for ``asked`` (what a resumed searcher is handed)."""
+    return [make_trial(i, {"val_acc": fitness_of(a)}, arch=a) for i, a in enumerate(asked)]
+
+
 # --------------------------------------------------------------------------------------- random search
 
 
@@ -65,7 +70,7 @@ def test_random_search_state_round_trips_through_json(nb201_space, make_trial):
     original = RandomSearch(nb201_space, OBJECTIVES, seed=5)
     before = ask_and_tell(original, make_trial, steps=30, batch=3)
     restored = RandomSearch(nb201_space, OBJECTIVES, seed=999)
-    restored.load_state_dict(json_round_trip(original.state_dict()))
+    restored.load_state_dict(json_round_trip(original.state_dict()), history_of(before, make_trial))
     assert restored.seen == original.seen
     future = original.ask(300)
     assert restored.ask(300) == future
@@ -137,7 +142,10 @@ def test_failed_trials_are_least_fit_and_survive_json(nb201_space, make_trial):
     assert [f for _, f in searcher.population] == [-2.0, -np.inf, -0.5]
     restored = RegularizedEvolution(nb201_space, [Objective("params", mode="min")], seed=0,
                                     population_size=3, sample_size=3)
-    restored.load_state_dict(json_round_trip(searcher.state_dict()))
+    restored.load_state_dict(json_round_trip(searcher.state_dict()),
+                             [make_trial(0, {"params": 2.0}, arch=archs[0]),
+                              make_trial(1, {}, status="error", arch=archs[1]),
+                              make_trial(2, {"params": 0.5}, arch=archs[2])])
     assert list(restored.population) == list(searcher.population)
 
 
@@ -145,9 +153,9 @@ def test_failed_trials_are_least_fit_and_survive_json(nb201_space, make_trial):
 def test_evolution_state_round_trips_through_json(nb201_space, make_trial, told_before_checkpoint):
     kwargs = dict(population_size=20, sample_size=5)
     original = RegularizedEvolution(nb201_space, OBJECTIVES, seed=13, **kwargs)
-    ask_and_tell(original, make_trial, steps=told_before_checkpoint)
+    before = ask_and_tell(original, make_trial, steps=told_before_checkpoint)
     restored = RegularizedEvolution(nb201_space, OBJECTIVES, seed=999, **kwargs)
-    restored.load_state_dict(json_round_trip(original.state_dict()))
+    restored.load_state_dict(json_round_trip(original.state_dict()), history_of(before, make_trial))
     assert list(restored.population) == list(original.population)
     assert restored.random_asked == original.random_asked
     start = told_before_checkpoint

@@ -19,6 +19,11 @@ TRIALS = [
 KEYS = ("idx", "arch", "metrics", "cost_s", "wall_s", "status", "started", "finished")
 
 
+def record(row, error=""):
+    """What ``trials()`` returns for a row written without an error text."""
+    return {**dict(zip(KEYS, row)), "error": error}
+
+
 @pytest.fixture
 def store(tmp_path):
     with TrialStore(tmp_path / "trials.sqlite") as s:
@@ -34,7 +39,7 @@ def test_trials_round_trip_with_metrics_as_json(store):
     for row in TRIALS:
         store.add_trial(*row)
     assert store.num_trials() == 3
-    assert store.trials() == [dict(zip(KEYS, row)) for row in TRIALS]
+    assert store.trials() == [record(row) for row in TRIALS]
     assert store.trials()[1]["metrics"]["val_acc"] == 63.36399998046875  # exact float through JSON
 
 
@@ -64,7 +69,7 @@ def test_each_trial_is_committed_and_visible_to_another_connection(tmp_path):
         with TrialStore(path) as reader:
             assert reader.num_trials() == 1
     with TrialStore(path) as reopened:
-        assert reopened.trials() == [dict(zip(KEYS, TRIALS[0]))]
+        assert reopened.trials() == [record(TRIALS[0])]
 
 
 def test_checkpoint_is_replaced_not_appended(tmp_path):
@@ -112,3 +117,82 @@ def test_closed_store_cannot_be_used(tmp_path):
         pass
     with pytest.raises(sqlite3.ProgrammingError):
         store.num_trials()
+
+
+def test_a_failed_trial_keeps_its_reason(store):
+    store.add_trial(*TRIALS[2], error="evaluator returned val_acc=nan")
+    assert store.trials() == [record(TRIALS[2], "evaluator returned val_acc=nan")]
+
+
+def test_a_store_without_its_trials_table_is_damaged_not_recreated(tmp_path):
+    path = tmp_path / "trials.sqlite"
+    with TrialStore(path) as store:
+        store.add_trial(*TRIALS[0])
+    with closing(sqlite3.connect(path)) as raw:
+        raw.execute("DROP TABLE trials")
+        raw.commit()
+    with pytest.raises(RunDirError, match="damaged: missing table trials"):
+        TrialStore(path)
+    with closing(sqlite3.connect(path)) as raw:
+        assert raw.execute("SELECT name FROM sqlite_master WHERE name = 'trials'").fetchone() is None
+
+
+def test_a_store_written_before_error_texts_gains_the_column(tmp_path):
+    path = tmp_path / "trials.sqlite"
+    old_schema = SCHEMA_BEFORE_ERRORS
+    with closing(sqlite3.connect(path)) as raw:
+        raw.executescript(old_schema)
+        raw.execute("INSERT INTO trials VALUES (0, 'a', '{}', 0, 0, 'ok', 0, 0)")
+        raw.commit()
+    with TrialStore(path) as store:
+        assert store.trials()[0]["error"] == ""
+        store.add_trial(1, "b", {}, 0.0, 0.0, "failed", 0.0, 0.0, error="boom")
+        assert store.trials()[1]["error"] == "boom"
+
+
+def test_readonly_store_reads_but_never_creates(tmp_path):
+    path = tmp_path / "trials.sqlite"
+    with pytest.raises(RunDirError, match="missing"):
+        TrialStore(path, readonly=True)
+    assert not path.exists()
+    with TrialStore(path) as store:
+        store.add_trial(*TRIALS[0])
+    with TrialStore(path, readonly=True) as reader:
+        assert reader.trials() == [record(TRIALS[0])]
+        with pytest.raises(RunDirError, match="cannot write"):
+            reader.set_meta("x", 1)
+
+
+def test_a_store_deleted_during_the_run_is_written_back_and_stops_the_run(tmp_path):
+    path = tmp_path / "trials.sqlite"
+    store = TrialStore(path)
+    store.add_trial(*TRIALS[0])
+    store.add_trial(*TRIALS[1])
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"trials.sqlite{suffix}").unlink(missing_ok=True)
+    with pytest.raises(RunDirError, match="was deleted while the run was writing to it; its 2 trials were written back"):
+        store.add_trial(*TRIALS[2])
+    store.close()
+    with TrialStore(path) as restored:
+        assert restored.trials() == [record(TRIALS[0]), record(TRIALS[1])]
+
+
+def test_a_store_replaced_during_the_run_is_rescued_beside_it(tmp_path):
+    path = tmp_path / "trials.sqlite"
+    store = TrialStore(path)
+    store.add_trial(*TRIALS[0])
+    path.unlink()
+    path.write_text("someone else's file")
+    with pytest.raises(RunDirError, match="replaced by another file"):
+        store.save_checkpoint(1, {"rng": 1})
+    assert path.read_text() == "someone else's file"
+    with TrialStore(tmp_path / "trials.sqlite.rescued") as rescued:
+        assert rescued.trials() == [record(TRIALS[0])]
+
+
+SCHEMA_BEFORE_ERRORS = """
+CREATE TABLE trials (idx INTEGER PRIMARY KEY, arch TEXT NOT NULL, metrics TEXT NOT NULL, cost_s REAL NOT NULL,
+                     wall_s REAL NOT NULL, status TEXT NOT NULL, started REAL NOT NULL, finished REAL NOT NULL);
+CREATE TABLE checkpoint (id INTEGER PRIMARY KEY CHECK (id = 0), num_trials INTEGER NOT NULL, state TEXT NOT NULL);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""

@@ -136,7 +136,7 @@ def test_other_spaces_and_bad_options_are_rejected(tmp_path):
         NasBench201Tabular(OtherSpace(), data_dir=str(tmp_path))
     with pytest.raises(ValueError, match="dataset must be one of cifar10, cifar100, ImageNet16-120, got 'mnist'"):
         NasBench201Tabular(NasBench201Space(), data_dir=str(tmp_path), dataset="mnist")
-    with pytest.raises(ValueError, match="cost_per_query_s must be >= 0"):
+    with pytest.raises(ValueError, match="cost_per_query_s must be > 0"):
         NasBench201Tabular(NasBench201Space(), data_dir=str(tmp_path), cost_per_query_s=-1)
 
 

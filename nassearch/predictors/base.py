@@ -8,7 +8,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nassearch.config import require_positive
 from nassearch.graph import ArchGraph
+
+
+def check_network(dropout: float, **sizes: int) -> None:
+    """Raise ValueError unless every network size (width, layers, heads, ...) is >= 1 and ``dropout`` lies
+    in [0, 1): the checks every neural predictor's constructor needs."""
+    require_positive(**sizes)
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
 
 
 @dataclass(frozen=True)

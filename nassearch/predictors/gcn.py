@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from nassearch.graph import ArchGraph
+from nassearch.predictors.base import check_network
 from nassearch.predictors.encoders import stack_graphs
 from nassearch.predictors.neural import NeuralPredictor
 from nassearch.predictors.training import Inputs, TrainSettings, predict_scores, train
@@ -75,6 +76,7 @@ class GCNPredictor(NeuralPredictor):
                  classifier_quantile: float = 0.5, device: str = "auto") -> None:
         super().__init__(seed, TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                              loss=loss, device=device))
+        check_network(dropout, width=width, layers=layers, hidden=hidden)
         if not 0 < classifier_quantile < 1:
             raise ValueError(f"classifier_quantile must lie in (0, 1), got {classifier_quantile}")
         self.width, self.layers, self.hidden, self.dropout = width, layers, hidden, dropout

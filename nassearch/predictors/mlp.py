@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from nassearch.graph import ArchGraph
+from nassearch.predictors.base import check_network
 from nassearch.predictors.encoders import flat_features
 from nassearch.predictors.neural import NeuralPredictor
 from nassearch.predictors.training import Inputs, TrainSettings
@@ -40,6 +41,7 @@ class MLPPredictor(NeuralPredictor):
         super().__init__(seed, TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                              loss=loss, device=device))
         self.hidden = list(hidden) if hidden is not None else [256, 256, 256]
+        check_network(dropout, **{f"hidden[{i}]": width for i, width in enumerate(self.hidden)})
         self.dropout = dropout
 
     def featurize(self, graphs: Sequence[ArchGraph]) -> Inputs:

@@ -51,8 +51,8 @@ from scipy.stats import kendalltau
 from torch import nn
 
 from nassearch.graph import ArchGraph
-from nassearch.predictors.base import Capabilities, Predictor
-from nassearch.predictors.training import parameter_groups, pairwise_ranking_loss, resolve_device
+from nassearch.predictors.base import Capabilities, Predictor, check_network
+from nassearch.predictors.training import fit_epochs, parameter_groups, pairwise_ranking_loss, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -285,12 +285,16 @@ class NARPredictor(Predictor):
             raise ValueError(f"mode must be 'both', 'classification' or 'ranking', got {mode!r}")
         if tiers < 2 or bins < 1 or layers < 1 or epochs < 1 or warmup_steps < 1:
             raise ValueError("tiers must be >= 2 and bins, layers, epochs, warmup_steps >= 1")
+        check_network(dropout, dim=dim, heads=heads, ffn=ffn, rank_hidden=rank_hidden, tier_hidden=tier_hidden,
+                      predict_batch_size=predict_batch_size)
         if dim % heads:
             raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
         if batch_size < tiers:
             raise ValueError(f"batch_size ({batch_size}) must be >= tiers ({tiers}): tiers split each batch")
-        if len(betas) != 2 or lr_mul <= 0 or weight_decay < 0 or ranking_weight < 0:
-            raise ValueError("betas must be two numbers, lr_mul > 0, weight_decay >= 0, ranking_weight >= 0")
+        if (len(betas) != 2 or not all(0 <= b < 1 for b in betas) or not lr_mul > 0 or not weight_decay >= 0
+                or not ranking_weight >= 0 or not eps > 0):
+            raise ValueError("betas must be two numbers in [0, 1), lr_mul > 0, weight_decay >= 0, ranking_weight >= 0, "
+                             "eps > 0")
         self.seed, self.tiers, self.mode = seed, tiers, mode
         self.architecture = {"dim": dim, "layers": layers, "heads": heads, "ffn": ffn, "rank_hidden": rank_hidden,
                              "tier_hidden": tier_hidden, "tiers": tiers, "dropout": dropout, "mode": mode}
@@ -353,7 +357,7 @@ class NARPredictor(Predictor):
                                           eps=self.eps)
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr)
             best_tau, best_state = -math.inf, None
-            for epoch in range(self.epochs):
+            for epoch in fit_epochs(self.epochs, "fit NAR"):
                 network.train()
                 order = torch.randperm(n, generator=generator)[: per_epoch * batch].view(per_epoch, batch)
                 statistics = []

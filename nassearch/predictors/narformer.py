@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from nassearch.graph import STATIC_PROPERTIES, ArchGraph
+from nassearch.predictors.base import check_network
 from nassearch.predictors.encoders import stack_graphs
 from nassearch.predictors.neural import NeuralPredictor
 from nassearch.predictors.tnasp import softmax_last
@@ -250,11 +251,12 @@ class NARFormerPredictor(NeuralPredictor):
         super().__init__(seed, TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                              optimizer="adamw", schedule="linear", warmup_fraction=warmup_fraction,
                                              ema_decay=ema_decay, device=device))
+        check_network(dropout, dim=dim, heads=heads, hidden=hidden)
         if dim % heads:
             raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
         if not depths or min(depths) < 1 or len(depths) > 4:
             raise ValueError(f"depths must be 1 to 4 stage depths >= 1, got {depths}")
-        if sr_weight < 0 or consistency_weight < 0:
+        if not sr_weight >= 0 or not consistency_weight >= 0:
             raise ValueError("sr_weight and consistency_weight must be >= 0")
         self.dim, self.heads, self.hidden, self.depths, self.dropout = dim, heads, hidden, tuple(depths), dropout
         self.sr_weight, self.consistency_weight = sr_weight, consistency_weight

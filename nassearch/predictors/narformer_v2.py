@@ -55,6 +55,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from nassearch.graph import LAYER_ATTRIBUTES, STATIC_PROPERTIES, ArchGraph
+from nassearch.predictors.base import check_network
 from nassearch.predictors.encoders import stack_graphs
 from nassearch.predictors.neural import NeuralPredictor
 from nassearch.predictors.narformer import narformer_loss, with_augmented_views
@@ -236,16 +237,12 @@ class NARFormerV2Predictor(NeuralPredictor):
         super().__init__(seed, TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                              optimizer="adamw", schedule="linear", warmup_fraction=warmup_fraction,
                                              ema_decay=ema_decay, device=device))
-        if dim < 1 or blocks < 1 or groups < 1 or ffn_ratio < 1:
-            raise ValueError(f"dim, blocks, groups and ffn_ratio must be >= 1, "
-                             f"got {dim}, {blocks}, {groups}, {ffn_ratio}")
+        check_network(dropout, dim=dim, blocks=blocks, groups=groups, ffn_ratio=ffn_ratio)
         if dim % groups:
             raise ValueError(f"dim ({dim}) must be divisible by groups ({groups})")
         if blocks * dim < 4:
             raise ValueError(f"blocks * dim must be >= 4 for the fusion MLP, got {blocks * dim}")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
-        if sr_weight < 0 or consistency_weight < 0:
+        if not sr_weight >= 0 or not consistency_weight >= 0:
             raise ValueError(f"sr_weight and consistency_weight must be >= 0, got {sr_weight}, {consistency_weight}")
         self.dim, self.blocks, self.groups, self.ffn_ratio = dim, blocks, groups, ffn_ratio
         self.dropout, self.use_degree = dropout, use_degree

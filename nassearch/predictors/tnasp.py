@@ -26,9 +26,10 @@ import torch
 from torch import nn
 
 from nassearch.graph import ArchGraph
+from nassearch.predictors.base import check_network
 from nassearch.predictors.encoders import laplacian_eigenvectors, stack_graphs
 from nassearch.predictors.neural import NeuralPredictor
-from nassearch.predictors.training import Inputs, TrainSettings, predict_scores, train
+from nassearch.predictors.training import Inputs, TrainSettings, fit_epochs, predict_scores, train
 
 
 def softmax_last(scores: torch.Tensor) -> torch.Tensor:
@@ -95,9 +96,10 @@ class TNASPPredictor(NeuralPredictor):
                  self_evolution_epochs: int = 100, rho: float = 1.0, device: str = "auto") -> None:
         super().__init__(seed, TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                              loss=loss, device=device))
+        check_network(dropout, dim=dim, layers=layers, heads=heads, hidden=hidden)
         if dim % heads:
             raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
-        if rho <= 0 or self_evolution_epochs < 0:
+        if not rho > 0 or self_evolution_epochs < 0:
             raise ValueError("rho must be > 0 and self_evolution_epochs >= 0")
         self.dim, self.layers, self.heads, self.hidden, self.dropout = dim, layers, heads, hidden, dropout
         self.self_evolution_epochs, self.rho = self_evolution_epochs, rho
@@ -134,7 +136,7 @@ class TNASPPredictor(NeuralPredictor):
                                  device=self.settings.device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            for epoch in range(self.self_evolution_epochs):
+            for epoch in fit_epochs(self.self_evolution_epochs, "TNASP self-evolution"):
                 penalty = self._constraint_loss(val_inputs, estimate, dual)
                 self.network = train(self.network, inputs, targets, settings, self.seed + epoch, extra_loss=penalty)
                 predicted = predict_scores(self.network, val_inputs)

@@ -5,23 +5,46 @@ squared error, the pairwise logistic ranking loss (NAR eq. 9: for every pair wit
 log(1 + exp(-(s_i - s_j)))), their sum, and an optional predictor-specific term. With a validation set,
 the epoch with the lowest validation MSE is kept (and training stops after ``patience`` epochs without
 improvement, when set); with ``ema_decay``, the exponential moving average of the weights is what is
-evaluated and returned.
+evaluated and returned. Inside ``fit_progress``, fits show their epochs as a transient bar on stderr.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
 
 Inputs = dict[str, torch.Tensor]
 ExtraLoss = Callable[[nn.Module, Inputs, torch.Tensor, torch.Tensor], torch.Tensor]
+
+_show_epochs: ContextVar[bool] = ContextVar("show_fit_epochs", default=False)
+
+
+@contextmanager
+def fit_progress(show: bool = True) -> Iterator[None]:
+    """While the block runs, predictor fits show a bar of their epochs on stderr (below a run's own bar), so a
+    long fit does not look like a frozen run; each bar is cleared when its fit ends."""
+    token = _show_epochs.set(show)
+    try:
+        yield
+    finally:
+        _show_epochs.reset(token)
+
+
+def fit_epochs(epochs: int, what: str) -> Iterator[int]:
+    """``range(epochs)``, shown as a transient bar named ``what`` inside ``fit_progress``."""
+    return iter(tqdm(range(epochs), desc=what, unit="epoch", leave=False, file=sys.stderr, dynamic_ncols=True,
+                     disable=not _show_epochs.get()))
 
 
 @dataclass(frozen=True)
@@ -44,8 +67,8 @@ class TrainSettings:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
-        if self.lr <= 0 or self.weight_decay < 0:
-            raise ValueError("lr must be > 0 and weight_decay >= 0")
+        if not self.lr > 0 or not self.weight_decay >= 0 or not self.ranking_weight >= 0:
+            raise ValueError("lr must be > 0, weight_decay and ranking_weight >= 0")
         if not 0 <= self.warmup_fraction < 1:
             raise ValueError(f"warmup_fraction must lie in [0, 1), got {self.warmup_fraction}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
@@ -132,7 +155,7 @@ def train(model: nn.Module, inputs: Inputs, targets: torch.Tensor, settings: Tra
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(settings.ema_decay)) if settings.ema_decay else None
     generator = torch.Generator().manual_seed(seed)
     best_loss, best_state, stale = math.inf, None, 0
-    for _ in range(settings.epochs):
+    for _ in fit_epochs(settings.epochs, f"fit {type(model).__name__}"):
         model.train()
         order = torch.randperm(n, generator=generator).to(device)
         for start in range(0, n, settings.batch_size):

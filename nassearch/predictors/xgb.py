@@ -21,6 +21,8 @@ class XGBPredictor(Predictor):
                  subsample: float = 0.9, colsample_bytree: float = 0.9, min_child_weight: float = 1.0) -> None:
         if n_estimators < 1 or max_depth < 1 or not 0 < learning_rate <= 1:
             raise ValueError("n_estimators and max_depth must be >= 1 and learning_rate in (0, 1]")
+        if not 0 < subsample <= 1 or not 0 < colsample_bytree <= 1 or not min_child_weight >= 0:
+            raise ValueError("subsample and colsample_bytree must lie in (0, 1], min_child_weight >= 0")
         self.rounds = n_estimators
         self.params = {"objective": "reg:squarederror", "max_depth": max_depth, "eta": learning_rate,
                        "subsample": subsample, "colsample_bytree": colsample_bytree,
