@@ -18,7 +18,7 @@ from typing import Any
 
 from nassearch import __version__
 from nassearch import config as cfg
-from nassearch.errors import NassearchError
+from nassearch.errors import DataError, NassearchError
 from nassearch.threads import limit_threads
 
 EXIT_USER_ERROR = 2
@@ -278,8 +278,11 @@ def cmd_data(args: argparse.Namespace) -> int:
     width = max(len(s.spec.name) for s in statuses)
     for status in statuses:
         print(f"{status.spec.name:<{width}}  {status.state:<8}  {status.spec.path}  ({status.spec.source})")
-    corrupt = [s for s in statuses if s.state.startswith("corrupt")]
-    return EXIT_USER_ERROR if corrupt else 0
+    corrupt = [s.spec.name for s in statuses if s.state.startswith("corrupt")]
+    if corrupt:
+        raise DataError(f"{len(corrupt)} table(s) corrupt: {', '.join(corrupt)}; fetch them again (see the data "
+                        "README) or re-import them")
+    return 0
 
 
 def cmd_data_measure_latency(args: argparse.Namespace) -> int:
@@ -442,6 +445,10 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except NassearchError as exc:
         print(f"nassearch: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as exc:  # a path the user gave that cannot be read or written
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"nassearch: error: {where}{exc.strerror or exc}; check the path and its permissions", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt as exc:
         from nassearch.runner import Interrupted

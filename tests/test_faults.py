@@ -84,16 +84,18 @@ def wait_for(go: Path) -> str:
            "    time.sleep(0.001)\n"
 
 
-def pause_at_evaluation(k: int, paused: Path, resume: Path) -> str:
-    """Fault code: before its ``k``-th evaluation the run creates ``paused`` and waits for ``resume`` to exist."""
+def pause_at_evaluations(points: list[int], flags: Path) -> str:
+    """Fault code: before its evaluation number ``points[r]`` (counted over all seeds) the run creates
+    ``flags/paused-r`` and waits until ``flags/resume-r`` exists."""
     return f"""
 import pathlib, time
 from evaluators.tabular import NasBench201Tabular
-evaluate, calls = NasBench201Tabular.evaluate, [0]
+evaluate, calls, points, flags = NasBench201Tabular.evaluate, [0], {points!r}, pathlib.Path({str(flags)!r})
 def paced(self, arch):
-    if calls[0] == {k}:
-        pathlib.Path({str(paused)!r}).touch()
-        while not pathlib.Path({str(resume)!r}).exists():
+    if calls[0] in points:
+        race = points.index(calls[0])
+        (flags / f"paused-{{race}}").touch()
+        while not (flags / f"resume-{{race}}").exists():
             time.sleep(0.001)
     calls[0] += 1
     return evaluate(self, arch)
@@ -102,38 +104,43 @@ NasBench201Tabular.evaluate = paced
 
 
 def test_a_second_writer_is_always_refused(make_config, data_dir, tmp_path):
-    """20 races: a run starts and, at a random trial of its life, a second process (started up beforehand)
-    resumes it, overwrites it or starts it afresh while the first is held at that point. The second is refused
-    in one line every time; the first ends normally, its store validates and holds exactly the uninterrupted
-    trials."""
-    budget = 300
+    """20 races: a run of 20 seeds is held at a random trial of each seed while a second process (started up
+    beforehand) resumes it, overwrites it or starts it afresh. The second is refused in one line every time;
+    the first ends normally, its stores validate and hold exactly the trials of an undisturbed run."""
+    budget, races = 200, 20
     path = make_config(budget={"evaluations": budget})
-    assert main(run_argv(path, data_dir, "--set", "name=clean")) == 0
-    clean = trial_rows(tmp_path / "runs" / "clean")
+    assert main(run_argv(path, data_dir, "--set", "name=clean", "--repeats", str(races))) == 0
     rng = np.random.default_rng(0)
-    run_dir = tmp_path / "runs" / "t"
+    points = [race * budget + int(rng.integers(0, budget)) for race in range(races)]
+    run_dir, flags = tmp_path / "runs" / "t", tmp_path / "flags"
+    flags.mkdir()
     modes = (["--resume", str(run_dir)], ["--overwrite"], [])
+
+    def second(race: int) -> subprocess.Popen:
+        return spawn(run_argv(path, data_dir, *modes[race % 3]), tmp_path / f"second-{race}.err",
+                     wait_for(flags / f"go-{race}"))
+
+    first = spawn(run_argv(path, data_dir, "--repeats", str(races)), tmp_path / "first.err",
+                  pause_at_evaluations(points, flags))
+    waiting = second(0)
     outcomes = set()
-    for race in range(20):
-        go, paused, resume = (tmp_path / f"{name}-{race}" for name in ("go", "paused", "resume"))
-        second = spawn(run_argv(path, data_dir, *modes[race % 3]), tmp_path / "second.err", wait_for(go))
-        at = int(rng.integers(0, budget))
-        first = spawn(run_argv(path, data_dir, "--overwrite"), tmp_path / "first.err",
-                      pause_at_evaluation(at, paused, resume))
-        while not paused.exists():
+    for race in range(races):
+        while not (flags / f"paused-{race}").exists():
             assert first.poll() is None, (tmp_path / "first.err").read_text()
             time.sleep(0.001)
-        go.touch()
-        code, lines = finish(second, tmp_path / "second.err")
-        resume.touch()
+        current, waiting = waiting, second(race + 1) if race + 1 < races else None
+        (flags / f"go-{race}").touch()
+        code, lines = finish(current, tmp_path / f"second-{race}.err")
+        (flags / f"resume-{race}").touch()
         assert_one_line(code, lines)
         reason = next((r for r in ("in use by another nassearch process (PID", "already exists") if r in lines[0]),
                       None)
         assert reason is not None, lines
         outcomes.add(reason)
-        assert finish(first, tmp_path / "first.err")[0] == 0, f"race {race} at trial {at}"
-        assert read_seed(run_dir / "seed-0", NasBench201Space(), 1) is not None
-        assert trial_rows(run_dir) == clean, f"race {race} at trial {at}"
+    assert finish(first, tmp_path / "first.err")[0] == 0
+    for seed in range(races):
+        assert read_seed(run_dir / f"seed-{seed}", NasBench201Space(), 1) is not None
+        assert trial_rows(run_dir, seed) == trial_rows(tmp_path / "runs" / "clean", seed), f"seed {seed}"
     assert outcomes == {"in use by another nassearch process (PID", "already exists"}
 
 

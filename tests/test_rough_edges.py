@@ -23,7 +23,6 @@ from nassearch.errors import ConfigError
 
 NAR_SEARCHER = {"name": "nar_sampling", "train_size": 1000, "val_size": 256}
 NAR_PREDICTOR = {"name": "nar", "dim": 16, "ffn": 32, "layers": 1, "rank_hidden": 32, "tier_hidden": 32}
-SMALL_DARTS = {"name": "darts", "layers": 5, "init_channels": 8}  # cost model in about a second
 
 
 @pytest.fixture
@@ -46,10 +45,17 @@ def cache(monkeypatch, tmp_path) -> Path:
 def darts_config(tmp_path: Path) -> Path:
     path = tmp_path / "darts.yaml"
     path.write_text(yaml.safe_dump({
-        "name": "d", "space": SMALL_DARTS, "evaluator": {"name": "nb301_surrogate"},
+        "name": "d", "space": {"name": "darts", "layers": 5, "init_channels": 8}, "evaluator": {"name": "nb301_surrogate"},
         "searcher": {"name": "random_search"}, "budget": {"evaluations": 4},
-        "objectives": [{"metric": "val_acc"}], "output": {"dir": str(tmp_path / "runs"), "progress": False}}))
+        "objectives": [{"metric": "val_acc"}], "output": {"dir": str(tmp_path / "runs"), "report_metric": "val_acc"}}))
     return path
+
+
+def small_darts_space():
+    """A DARTS space whose cost model takes about a second to measure."""
+    from spaces.darts import DartsSpace
+
+    return DartsSpace(init_channels=8, layers=5)
 
 
 # --- threads ---------------------------------------------------------------------------------------------
@@ -84,19 +90,12 @@ def test_surrogate_session_uses_the_thread_cap(data_dir, cache, restore_threads)
     from evaluators.surrogate import NasBench301Surrogate
     from spaces.darts import DartsSpace
 
-    threads.limit_threads(1)
-    surrogate = NasBench301Surrogate(DartsSpace(**{k: v for k, v in SMALL_DARTS.items() if k != "name"}),
-                                     data_dir=str(data_dir))
-    assert surrogate._session.get_session_options().intra_op_num_threads == 1
+    threads.limit_threads(2)
+    surrogate = NasBench301Surrogate(small_darts_space(), data_dir=str(data_dir))
+    assert surrogate._session.get_session_options().intra_op_num_threads == 2
 
 
 # --- NB301 cost-model cache -------------------------------------------------------------------------------
-
-
-def small_darts_space():
-    from spaces.darts import DartsSpace
-
-    return DartsSpace(init_channels=8, layers=5)
 
 
 class Built(Exception):
@@ -262,11 +261,11 @@ def figures(monkeypatch):
     """The figures the plot functions close, kept open for inspection."""
     from nassearch import plots
 
-    kept = []
+    kept, close = [], plots.plt.close
     monkeypatch.setattr(plots.plt, "close", kept.append)
     yield kept
     for figure in kept:
-        plots.plt.close(figure)
+        close(figure)
 
 
 def test_plot_command_titles_name_benchmark_and_dataset(make_config, data_dir, tmp_path, capsys, figures):

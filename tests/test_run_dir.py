@@ -112,46 +112,15 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(make_config, data_dir, tmp
 # --------------------------------------------------------------------------------------- damaged run directories
 
 
-def damage_trial_row(db: Path) -> None:
-    with closing(sqlite3.connect(db)) as raw:
-        raw.execute("DELETE FROM trials WHERE idx = 12")
-        raw.commit()
+def run_sql(statement: str):
+    """A damage: run one SQL statement on the store."""
 
+    def damage(db: Path) -> None:
+        with closing(sqlite3.connect(db)) as raw:
+            raw.execute(statement)
+            raw.commit()
 
-def damage_metrics(db: Path) -> None:
-    with closing(sqlite3.connect(db)) as raw:
-        raw.execute("UPDATE trials SET metrics = '{not json' WHERE idx = 12")
-        raw.commit()
-
-
-def damage_arch(db: Path) -> None:
-    with closing(sqlite3.connect(db)) as raw:
-        raw.execute("UPDATE trials SET arch = '|bogus~0|' WHERE idx = 12")
-        raw.commit()
-
-
-def damage_checkpoint_text(db: Path) -> None:
-    with closing(sqlite3.connect(db)) as raw:
-        raw.execute("UPDATE checkpoint SET state = 'garbage'")
-        raw.commit()
-
-
-def damage_checkpoint_empty(db: Path) -> None:
-    with closing(sqlite3.connect(db)) as raw:
-        raw.execute("UPDATE checkpoint SET state = '{}'")
-        raw.commit()
-
-
-def damage_checkpoint_keys(db: Path) -> None:
-    with closing(sqlite3.connect(db)) as raw:
-        raw.execute("""UPDATE checkpoint SET state = '{"population": 3}'""")
-        raw.commit()
-
-
-def damage_trials_table(db: Path) -> None:
-    with closing(sqlite3.connect(db)) as raw:
-        raw.execute("DROP TABLE trials")
-        raw.commit()
+    return damage
 
 
 def damage_not_a_database(db: Path) -> None:
@@ -173,13 +142,19 @@ def damage_seed_dir_is_a_file(db: Path) -> None:
 
 
 DAMAGES = {  # name -> (damage, words of the message, trials --repair keeps)
-    "trial row deleted": (damage_trial_row, "trial 12 is missing", 12),
-    "metrics not JSON": (damage_metrics, "trial 12: its metrics are not JSON", 12),
-    "arch unparsable": (damage_arch, "trial 12: its architecture does not parse", 12),
-    "checkpoint not JSON": (damage_checkpoint_text, "the searcher checkpoint is not JSON", 30),
-    "checkpoint empty": (damage_checkpoint_empty, "checkpoint is empty", 30),
-    "checkpoint keys": (damage_checkpoint_keys, "the searcher checkpoint cannot be restored", 30),
-    "trials table dropped": (damage_trials_table, "lost its trials table", 0),
+    "trial row deleted": (run_sql("DELETE FROM trials WHERE idx = 12"), "trial 12 is missing", 12),
+    "metrics not JSON": (run_sql("UPDATE trials SET metrics = '{not json' WHERE idx = 12"),
+                         "trial 12: its metrics are not JSON", 12),
+    "arch unparsable": (run_sql("UPDATE trials SET arch = '|bogus~0|' WHERE idx = 12"),
+                        "trial 12: its architecture does not parse", 12),
+    "checkpoint not JSON": (run_sql("UPDATE checkpoint SET state = 'garbage'"), "the searcher checkpoint is not JSON",
+                            30),
+    "checkpoint empty": (run_sql("UPDATE checkpoint SET state = '{}'"), "checkpoint is empty", 30),
+    "checkpoint keys": (run_sql("""UPDATE checkpoint SET state = '{"population": 3}'"""),
+                        "the searcher checkpoint cannot be restored", 30),
+    "trials table dropped": (run_sql("DROP TABLE trials"), "lost its trials table", 0),
+    "search_start garbage": (run_sql("""UPDATE meta SET value = '"x"' WHERE key = 'search_start'"""),
+                             "metadata search_start", 30),
     "not a database": (damage_not_a_database, "not a nassearch trials.sqlite", 0),
     "store deleted": (damage_store_deleted, "trials.sqlite is missing", 0),
     "seed dir is a file": (damage_seed_dir_is_a_file, "it is not a directory", 0),
