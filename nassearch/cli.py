@@ -18,7 +18,7 @@ from typing import Any
 
 from nassearch import __version__
 from nassearch import config as cfg
-from nassearch.errors import DataError, NassearchError
+from nassearch.errors import DataError, InvalidArchitecture, NassearchError
 from nassearch.threads import limit_threads
 
 EXIT_USER_ERROR = 2
@@ -251,7 +251,10 @@ def _eval_arch(space: Any, text: str) -> Any:
         from spaces.darts_genotypes import known_genotype
 
         genotype = known_genotype(text)
-        space.validate(genotype)
+        try:
+            space.validate(genotype)
+        except InvalidArchitecture as exc:
+            raise InvalidArchitecture(f"{text}: {exc}") from None
         return genotype
     return space.from_str(text)
 

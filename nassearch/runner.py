@@ -36,7 +36,7 @@ from nassearch.errors import RunDirError
 from nassearch.executors import Failure, Outcome
 from nassearch.metrics import pareto_front, pareto_mask, worst_point
 from nassearch.objectives import Objective
-from nassearch.plots import plot_pareto, plot_search_curves
+from nassearch.plots import benchmark_title, plot_pareto, plot_search_curves
 from nassearch.repair import DamagedSeed, Damage, StoredSeed, read_seed, repair_seed
 from nassearch.report import aggregate, format_table, incumbent_curve, pareto_summary, summarize_run
 from nassearch.store import TrialStore
@@ -410,11 +410,11 @@ def _search(config: cfg.RunConfig, parts: Components, repeats: int, run_dir: Pat
                                                    for t in all_trials.values()])}
         best = None if reference is None else float(reference.max() if objective.mode == "max" else reference.min())
         summary["plots"] = [str(plot_search_curves(curves, report_metric, run_dir / "plots" / "search_curve.png",
-                                                   best))]
+                                                   best, title=benchmark_title(config)))]
     if config.output["plots"] and multi_objective:
         summary.setdefault("plots", []).append(str(plot_pareto(
             {config.searcher["name"]: np.concatenate(list(fronts.values()))}, list(config.objectives),
-            run_dir / "plots" / "pareto.png", front)))
+            run_dir / "plots" / "pareto.png", front, title=benchmark_title(config))))
     if config.space["name"] in RETRAIN_CONFIGS:
         summary["retrain_command"] = (f"nassearch retrain {run_dir} --config "
                                       f"{RETRAIN_CONFIGS[config.space['name']]}")

@@ -3,7 +3,7 @@
 
 Each library defaults to one thread per core. When another process shares those cores, threads that wait for
 each other at the end of every operation lose their time slices, and small operations (a predictor's forward
-pass, the DARTS cost model's networks) run tens of times slower: on 2 cores beside one busy process, the cost
+pass, the DARTS cost model's networks) run tens of times slower: on 2 cores shared with other jobs, the cost
 model took 5 s with one torch thread and 86 s with two. The default cap leaves half the CPUs to others.
 """
 

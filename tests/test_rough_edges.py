@@ -45,7 +45,8 @@ def cache(monkeypatch, tmp_path) -> Path:
 def darts_config(tmp_path: Path) -> Path:
     path = tmp_path / "darts.yaml"
     path.write_text(yaml.safe_dump({
-        "name": "d", "space": {"name": "darts", "layers": 5, "init_channels": 8}, "evaluator": {"name": "nb301_surrogate"},
+        "name": "d", "space": {"name": "darts", "layers": 5, "init_channels": 8},
+        "evaluator": {"name": "nb301_surrogate"},
         "searcher": {"name": "random_search"}, "budget": {"evaluations": 4},
         "objectives": [{"metric": "val_acc"}], "output": {"dir": str(tmp_path / "runs"), "report_metric": "val_acc"}}))
     return path
@@ -88,7 +89,6 @@ def test_threads_key_and_flag(make_config, data_dir, capsys, restore_threads):
 
 def test_surrogate_session_uses_the_thread_cap(data_dir, cache, restore_threads):
     from evaluators.surrogate import NasBench301Surrogate
-    from spaces.darts import DartsSpace
 
     threads.limit_threads(2)
     surrogate = NasBench301Surrogate(small_darts_space(), data_dir=str(data_dir))
@@ -206,7 +206,7 @@ def test_eval_takes_published_genotype_names(tmp_path, data_dir, cache, capsys):
     assert main(["eval", path, "DARTS_V3", "--data-dir", str(data_dir)]) == 2
     assert "unknown DARTS genotype name 'DARTS_V3'; known: NASNet" in capsys.readouterr().err
     assert main(["eval", path, "NASNet", "--data-dir", str(data_dir)]) == 2
-    assert "genotype not in the DARTS search space" in capsys.readouterr().err
+    assert "error: NASNet: genotype not in the DARTS search space" in capsys.readouterr().err
 
 
 # --- the interrupt message --------------------------------------------------------------------------------
