@@ -39,6 +39,8 @@ from nassearch.objectives import Objective
 from searchers.base import Searcher, Trial
 from spaces.base import Arch, SearchSpace
 
+#: How many architectures' keys the duplicate check remembers before starting afresh.
+CACHED_KEYS = 10_000
 #: Minimisation-form value of every objective of a failed trial (finite, so crowding distances stay defined).
 WORST = 1e30
 
@@ -98,11 +100,22 @@ class KeyDuplicateElimination(DuplicateElimination):
     def __init__(self, space: SearchSpace, seen: set[str]) -> None:
         super().__init__()
         self.space, self.seen = space, seen
+        self._keys: dict[int, tuple[Arch, str]] = {}  # id -> (arch, key): pymoo asks about the same objects often
+
+    def _key(self, arch: Arch) -> str:
+        """``space.key(arch)``, computed once per architecture object (the entry keeps the object alive, so its
+        id is not reused; the cache is emptied when it outgrows a few generations)."""
+        entry = self._keys.get(id(arch))
+        if entry is None:
+            if len(self._keys) > CACHED_KEYS:
+                self._keys.clear()
+            entry = self._keys[id(arch)] = (arch, self.space.key(arch))
+        return entry[1]
 
     def _do(self, pop, other, is_duplicate):
-        keys = [self.space.key(arch) for arch in pop.get("X")[:, 0]]
+        keys = [self._key(arch) for arch in pop.get("X")[:, 0]]
         if other is not None:
-            known = {self.space.key(arch) for arch in other.get("X")[:, 0]}
+            known = {self._key(arch) for arch in other.get("X")[:, 0]}
             return np.array([key in known for key in keys])
         first = set()
         for i, key in enumerate(keys):

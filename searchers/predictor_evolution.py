@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from nassearch.graph import ArchGraph
 from nassearch.predictors.base import Predictor
 from searchers.base import HistorySearcher, Trial
 from spaces.base import Arch
@@ -56,6 +57,7 @@ class PredictorGuidedEvolution(HistorySearcher):
         self.evaluations_per_round = evaluations_per_round
         self.random_asked = 0
         self.rounds = 0
+        self.graphs: list[ArchGraph] = []  # the encoding of each architecture in ``evaluated``, made once
 
     def ask(self, n: int) -> list[Arch]:
         proposals = []
@@ -77,13 +79,18 @@ class PredictorGuidedEvolution(HistorySearcher):
         self.seen.add(self.space.key(arch))
         return arch
 
+    def tell(self, trials: Sequence[Trial]) -> None:
+        super().tell(trials)
+        self.graphs.extend(self.space.encode(t.arch) for t in trials)
+
     def _round(self) -> list[Arch]:
         """One round: fit, build the mutation pool, return the predicted best (best first)."""
-        scored = [(a, f) for a, f in self.evaluated if np.isfinite(f)]
+        finite = [i for i, (_, f) in enumerate(self.evaluated) if np.isfinite(f)]
+        scored = [self.evaluated[i] for i in finite]
         if len(scored) < 2:
             raise RuntimeError("predictor_evolution needs at least 2 successful evaluations before its first round")
         start = time.perf_counter()
-        self.predictor.fit([self.space.encode(a) for a, _ in scored], np.array([f for _, f in scored]))
+        self.predictor.fit([self.graphs[i] for i in finite], np.array([f for _, f in scored]))
         fitted = time.perf_counter() - start
         pool = self._mutation_pool([a for a, _ in sorted(scored, key=lambda p: -p[1])[: self.num_parents]])
         if not pool:
@@ -119,5 +126,6 @@ class PredictorGuidedEvolution(HistorySearcher):
 
     def load_state_dict(self, state: dict[str, Any], history: Sequence[Trial]) -> None:
         super().load_state_dict(state, history)
+        self.graphs = [self.space.encode(t.arch) for t in history]
         self.random_asked = int(state["random_asked"])
         self.rounds = int(state["rounds"])
