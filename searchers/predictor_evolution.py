@@ -58,6 +58,7 @@ class PredictorGuidedEvolution(HistorySearcher):
         self.random_asked = 0
         self.rounds = 0
         self.graphs: list[ArchGraph] = []  # the encoding of each architecture in ``evaluated``, made once
+        self.scores: list[float] = []  # the fitness of each, as a flat list (a round's arrays are built from it)
 
     def ask(self, n: int) -> list[Arch]:
         proposals = []
@@ -82,24 +83,27 @@ class PredictorGuidedEvolution(HistorySearcher):
     def tell(self, trials: Sequence[Trial]) -> None:
         super().tell(trials)
         self.graphs.extend(self.space.encode(t.arch) for t in trials)
+        self.scores.extend(f for _, f in self.evaluated[len(self.scores):])
 
     def _round(self) -> list[Arch]:
         """One round: fit, build the mutation pool, return the predicted best (best first)."""
-        finite = [i for i, (_, f) in enumerate(self.evaluated) if np.isfinite(f)]
-        scored = [self.evaluated[i] for i in finite]
-        if len(scored) < 2:
+        fitness = np.asarray(self.scores)
+        finite = np.flatnonzero(np.isfinite(fitness))
+        if len(finite) < 2:
             raise RuntimeError("predictor_evolution needs at least 2 successful evaluations before its first round")
         start = time.perf_counter()
-        self.predictor.fit([self.graphs[i] for i in finite], np.array([f for _, f in scored]))
+        graphs = self.graphs if len(finite) == len(fitness) else [self.graphs[i] for i in finite]
+        self.predictor.fit(list(graphs), fitness[finite])
         fitted = time.perf_counter() - start
-        pool = self._mutation_pool([a for a, _ in sorted(scored, key=lambda p: -p[1])[: self.num_parents]])
+        best = finite[np.argsort(-fitness[finite], kind="stable")[: self.num_parents]]  # earliest first on ties
+        pool = self._mutation_pool([self.evaluated[i][0] for i in best])
         if not pool:
             pool = [self._new_sample()]
         predicted = self.predictor.predict([self.space.encode(a) for a in pool])
         order = np.argsort(-predicted, kind="stable")[: self.evaluations_per_round]
         self.rounds += 1
         log.info("round %d: fit on %d architectures in %.1f s, pool %d, predicted best %.4g",
-                 self.rounds, len(scored), fitted, len(pool), predicted[order[0]])
+                 self.rounds, len(finite), fitted, len(pool), predicted[order[0]])
         chosen = [pool[i] for i in order]
         self.seen.update(self.space.key(a) for a in chosen)
         return chosen
@@ -127,5 +131,6 @@ class PredictorGuidedEvolution(HistorySearcher):
     def load_state_dict(self, state: dict[str, Any], history: Sequence[Trial]) -> None:
         super().load_state_dict(state, history)
         self.graphs = [self.space.encode(t.arch) for t in history]
+        self.scores = [f for _, f in self.evaluated]
         self.random_asked = int(state["random_asked"])
         self.rounds = int(state["rounds"])

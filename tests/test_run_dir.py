@@ -192,7 +192,7 @@ def test_damaged_config_yaml_is_refused_then_rewritten_by_repair(make_config, da
     run_dir = tmp_path / "runs" / "t"
     (run_dir / "config.yaml").write_text("name: [unclosed\n")
     err = one_line_error(capsys, run_argv(path, data_dir, "--resume", str(run_dir)))
-    assert "config.yaml is damaged: not YAML" in err and "--repair" in err
+    assert "config.yaml is damaged: run config" in err and "is not valid YAML" in err and "--repair" in err
     err = one_line_error(capsys, ["plot", str(run_dir)])
     assert "config.yaml is damaged" in err
     assert main(run_argv(path, data_dir, "--resume", str(run_dir), "--repair", "--set", "budget.evaluations=15")) == 2
