@@ -16,6 +16,7 @@ import math
 import shutil
 import sqlite3
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,11 @@ class StoredSeed:
     told: int
     state: dict[str, Any] | None
     meta: dict[str, Any]
+
+    @property
+    def history(self) -> list[Trial]:
+        """The trials the checkpointed searcher was told, in ask order."""
+        return [self.trials[i] for i in range(self.told)]
 
     @property
     def contiguous(self) -> int:
@@ -214,10 +220,8 @@ def repair_seed(damage: Damage) -> Path:
 def _copy_store(path: Path, backup: Path) -> None:
     """A consistent copy of a store (its WAL included) through SQLite, or of its bytes when SQLite cannot."""
     try:
-        with sqlite3.connect(path) as source, sqlite3.connect(backup) as target:
+        with closing(sqlite3.connect(path)) as source, closing(sqlite3.connect(backup)) as target:
             source.backup(target)
-        source.close()
-        target.close()
     except sqlite3.DatabaseError:
         backup.unlink(missing_ok=True)
         shutil.copy2(path, backup)

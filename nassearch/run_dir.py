@@ -203,8 +203,6 @@ def open_existing(directory: Path, kind: str, required: str) -> DirectoryLock:
 def open_or_create(directory: Path, kind: str, overwrite: bool) -> DirectoryLock:
     """Lock a resumable output directory (a benchmark's): continue it when it exists, else create it;
     ``overwrite`` empties an existing one first (only if nassearch made it)."""
-    if overwrite or not directory.exists() or (directory.is_dir() and not any(directory.iterdir())):
-        if directory.is_dir() and not any(directory.iterdir()):
-            directory.rmdir()
+    if overwrite or not directory.exists() or (directory.is_dir() and _unfinished(directory)):
         return create(directory, kind, overwrite, "rerun without --overwrite to continue it")
     return open_existing(directory, kind, "config.yaml")

@@ -166,7 +166,7 @@ def run_seed(config: cfg.RunConfig, parts: Components, seed: int, directory: Pat
             dirs.atomic_write_text(directory / "config.yaml", yaml.safe_dump(seed_config.to_dict(), sort_keys=False))
         store.set_meta("search_start", searcher.search_start)
         trials = stored.trials if stored is not None else {}
-        history = [trials[i] for i in range(stored.told)] if stored is not None else []
+        history = stored.history if stored is not None else []
         searcher_s = float(stored.meta.get("searcher_seconds", 0.0)) if stored is not None else 0.0
         budget = Budget(config.budget, history)
         bar = tqdm(total=budget.total, initial=budget.progress, desc=f"{config.name} seed {seed}", file=sys.stderr,
@@ -216,9 +216,8 @@ def _restore(config: cfg.RunConfig, parts: Components, seed: int, directory: Pat
 
 def _load_checkpoint(searcher: Searcher, stored: StoredSeed, directory: Path) -> None:
     """Restore the searcher from the checkpoint; a state it cannot take is damage (the trials are intact)."""
-    history = [stored.trials[i] for i in range(stored.told)]
     try:
-        searcher.load_state_dict(stored.state, history)
+        searcher.load_state_dict(stored.state, stored.history)
     except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
         raise DamagedSeed(Damage(directory, f"the searcher checkpoint cannot be restored ({reason})",
@@ -230,16 +229,16 @@ def _record(store: TrialStore, space: SearchSpace, index: int, arch: Any, outcom
     with a non-finite metric or cost, is a failed trial with its reason."""
     now = time.time()
     arch_str = space.to_str(arch)
-    if isinstance(outcome, Failure):
-        trial = Trial(index=index, arch=arch, arch_str=arch_str, status="failed", started=now, finished=now,
-                      error=outcome.error)
+    problem = outcome.error if isinstance(outcome, Failure) else _invalid_result(outcome.metrics, outcome.cost_s,
+                                                                                   outcome.wall_s)
+    if problem is not None:
+        metrics = {} if isinstance(outcome, Failure) else {k: float(v) for k, v in outcome.metrics.items()
+                                                           if _number(v)}
+        trial = Trial(index=index, arch=arch, arch_str=arch_str, metrics=metrics, status="failed", started=now,
+                      finished=now, error=problem)
     else:
-        problem = _invalid_result(outcome.metrics, outcome.cost_s, outcome.wall_s)
-        metrics = outcome.metrics if problem is None else {k: float(v) for k, v in outcome.metrics.items() if _number(v)}
-        trial = Trial(index=index, arch=arch, arch_str=arch_str, metrics=metrics,
-                      cost_s=outcome.cost_s if problem is None else 0.0,
-                      wall_s=outcome.wall_s if problem is None else 0.0, status="ok" if problem is None else "failed",
-                      started=now - (outcome.wall_s if problem is None else 0.0), finished=now, error=problem or "")
+        trial = Trial(index=index, arch=arch, arch_str=arch_str, metrics=outcome.metrics, cost_s=outcome.cost_s,
+                      wall_s=outcome.wall_s, status="ok", started=now - outcome.wall_s, finished=now)
     store.add_trial(trial.index, trial.arch_str, trial.metrics, trial.cost_s, trial.wall_s, trial.status,
                     trial.started, trial.finished, trial.error)
     return trial
