@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spaces.base import Arch, SearchSpace
+from nassearch.spaces.base import Arch, SearchSpace
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ import time
 
 import numpy as np
 
-from evaluators.base import Evaluator, Result
-from spaces.base import Arch
+from nassearch.evaluators.base import Evaluator, Result
+from nassearch.spaces.base import Arch
 
 
 class Delayed(Evaluator):

@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.base import Evaluator, Result
-from nassearch.data import TABLES, fix_hint, load_json, table_path
+from nassearch.evaluators.base import Evaluator, Result
+from nassearch.data.tables import TABLES, fix_hint, load_json, table_path
 from nassearch.errors import DataError
 from nassearch.threads import thread_limit
-from spaces.darts import CELLS, SEARCH_OPS, DartsSpace, Genotype
+from nassearch.spaces.darts import CELLS, SEARCH_OPS, DartsSpace, Genotype
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ INPUT_NAMES: tuple[str, ...] = (
 FULL_BUDGET_EPOCH = 98
 OUTPUTS = ("val_accuracy", "val_cross_entropy", "runtime", "runtime_increase")
 #: The code the DARTS cost model is measured with: a change to any of these modules invalidates cached models.
-COST_MODEL_MODULES = ("spaces.darts", "spaces.darts_network", "spaces.layers", "nassearch.model_cost")
+COST_MODEL_MODULES = ("nassearch.spaces.darts", "nassearch.spaces.darts_network", "nassearch.spaces.layers", "nassearch.model_cost")
 
 
 def surrogate_config(genotype: Genotype) -> dict[str, str]:

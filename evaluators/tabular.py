@@ -16,12 +16,13 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from evaluators.base import Evaluator, Result
-from nassearch.data import load_csv
+from nassearch.evaluators.base import Evaluator, Result
+from nassearch.data.tables import load_csv
 from nassearch.errors import DataError
-from nassearch.nb101_table import DEFAULT_TABLES, load_nb101_table
-from spaces.nasbench101 import NasBench101Space, NB101Cell
-from spaces.nasbench201 import NUM_EDGES, OPS, NasBench201Space, NB201Arch, arch_codes, parse_arch
+from nassearch.data.nb101_table import DEFAULT_TABLES, load_nb101_table
+from nassearch.spaces.nasbench101 import NasBench101Space
+from nassearch.spaces.nasbench101_cell import NB101Cell
+from nassearch.spaces.nasbench201 import NUM_EDGES, OPS, NasBench201Space, NB201Arch, arch_codes, parse_arch
 
 #: dataset -> (validation column, test column, classes, input size)
 NB201_DATASETS: dict[str, tuple[str, str, int, int]] = {

@@ -178,8 +178,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = _load_config(args)
     if args.quiet:
-        config = cfg.validate({**config.to_dict(), "output": {**config.output, "progress": False}})
-    with fit_progress(config.output["progress"]):
+        config = cfg.validate({**config.to_dict(), "output": {**config.output.to_dict(), "progress": False}})
+    with fit_progress(config.output.progress):
         outcome = runner.run(config, repeats=args.repeats, resume=args.resume, overwrite=args.overwrite,
                              data_dir=args.data_dir, repair=args.repair)
     print(outcome.table)
@@ -248,7 +248,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _eval_arch(space: Any, text: str) -> Any:
     """``text`` in the space's notation, or in the darts space a published genotype's name, as ``retrain`` takes."""
     if space.name == "darts" and "(" not in text:
-        from spaces.darts_genotypes import known_genotype
+        from nassearch.spaces.darts_genotypes import known_genotype
 
         genotype = known_genotype(text)
         try:
@@ -260,12 +260,12 @@ def _eval_arch(space: Any, text: str) -> Any:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from nassearch import data
+    from nassearch.data import tables as data
 
     if args.data_command == "measure-latency":
         return cmd_data_measure_latency(args)
     if args.data_command == "import":
-        from nassearch.nb101_import import import_nasbench101
+        from nassearch.data.nb101_import import import_nasbench101
 
         out = Path(args.out) if args.out else data.resolve_data_dir(args.data_dir) / data.TABLES["nb101_official"].path
         start = time.perf_counter()
@@ -289,11 +289,11 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_data_measure_latency(args: argparse.Namespace) -> int:
-    from nassearch.latency_dataset import build_cpu_latency_dataset, family_counts
+    from nassearch.data.latency_dataset import build_cpu_latency_dataset, family_counts
 
     if args.count < 1 or args.repeats < 1 or args.warmup < 0 or args.threads < 1:
         raise NassearchError("measure-latency needs --count >= 1, --repeats >= 1, --warmup >= 0, --threads >= 1")
-    logging.getLogger("nassearch.latency_dataset").setLevel(logging.INFO)  # a progress line every 10 networks
+    logging.getLogger("nassearch.data.latency_dataset").setLevel(logging.INFO)  # a progress line every 10 networks
     start = time.perf_counter()
     dataset = build_cpu_latency_dataset(args.count, args.seed, warmup=args.warmup, repeats=args.repeats,
                                         threads=args.threads)
@@ -313,7 +313,7 @@ def cmd_spaces(args: argparse.Namespace) -> int:
             print(f"{name:<14} {size:,} architectures" if size else name)
         return 0
     if args.spaces_command == "enumerate":
-        from spaces.nasbench101_enumeration import DEFAULT_CACHE, enumerate_cells
+        from nassearch.spaces.nasbench101_enumeration import DEFAULT_CACHE, enumerate_cells
 
         start = time.perf_counter()
         out = Path(args.out).expanduser() if args.out else DEFAULT_CACHE.expanduser()
@@ -339,7 +339,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return cmd_bench_contention(args)
     if args.bench_command == "overhead":
         return cmd_bench_overhead(args)
-    from nassearch.benchmarks import evaluator_throughput, format_throughput
+    from nassearch.bench.throughput import evaluator_throughput, format_throughput
     from nassearch.runner import build_components
 
     config = _load_config(args)
@@ -351,7 +351,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_executor(args: argparse.Namespace) -> int:
-    from nassearch.executor_bench import executor_rows, format_executor_rows
+    from nassearch.bench.executors import executor_rows, format_executor_rows
 
     if args.delay < 0:
         raise cfg.ConfigError(f"--delay must be >= 0 seconds, got {args.delay}")
@@ -363,7 +363,7 @@ def cmd_bench_executor(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_overhead(args: argparse.Namespace) -> int:
-    from nassearch.overhead_bench import format_rows, overhead_rows
+    from nassearch.bench.overhead import format_rows, overhead_rows
 
     configs = [cfg.load(path, args.overrides) for path in args.configs]
     rows = overhead_rows(configs, args.early, args.window, args.prefill, args.data_dir,
@@ -374,7 +374,7 @@ def cmd_bench_overhead(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_contention(args: argparse.Namespace) -> int:
-    from nassearch.contention_bench import contention_rows, format_contention_rows
+    from nassearch.bench.contention import contention_rows, format_contention_rows
     from nassearch.threads import thread_limit
 
     if args.competitors < 1:
@@ -400,29 +400,29 @@ def _print_bench(run: Callable[[], Any], logger: str) -> int:
 
 
 def cmd_bench_predictors(args: argparse.Namespace) -> int:
-    from nassearch.predictor_bench import run_predictor_bench
+    from nassearch.bench.predictors import run_predictor_bench
 
     limit_threads(args.threads)
     return _print_bench(lambda: run_predictor_bench(args.config, args.overrides, data_dir=args.data_dir),
-                        "nassearch.predictor_bench")
+                        "nassearch.bench.predictors")
 
 
 def cmd_bench_latency(args: argparse.Namespace) -> int:
-    from nassearch.latency_bench import run_latency_bench
+    from nassearch.bench.latency import run_latency_bench
 
     limit_threads(args.threads)
     return _print_bench(lambda: run_latency_bench(args.config, args.overrides, data_dir=args.data_dir,
                                                   workers=args.workers, overwrite=args.overwrite),
-                        "nassearch.latency_bench")
+                        "nassearch.bench.latency")
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from evaluators.retrain import load_retrain_config, resolve_target, retrain
+    from nassearch.training.retrain import load_retrain_config, resolve_target, retrain
 
     limit_threads(args.threads)
     config = load_retrain_config(args.config, args.overrides)
     target = resolve_target(args.target)
-    logging.getLogger("evaluators.retrain").setLevel(logging.INFO)  # one line per epoch
+    logging.getLogger("nassearch.training.retrain").setLevel(logging.INFO)  # one line per epoch
     try:
         outcome = retrain(target, config, args.out, resume=args.resume)
     except KeyboardInterrupt:

@@ -9,16 +9,11 @@ signature and type hints, so every component documents its options in one place.
 
 from __future__ import annotations
 
-import collections.abc
 import copy
-import difflib
 import inspect
-import math
-import re
-import reprlib
-import types
 import typing
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,59 +21,96 @@ import yaml
 
 from nassearch.errors import ConfigError
 from nassearch.objectives import Objective
-from nassearch.registry import EVALUATORS, EXECUTORS, PREDICTORS, SEARCHERS, SPACES, Registry
+from nassearch.protocols import check_requirements
+from nassearch.registry import COMPONENTS, PREDICTORS, SEARCHERS, SPACES
+from nassearch.validation import (MAX_COST_SECONDS, MAX_EVALUATIONS, MAX_INT_CHARS, MAX_YAML_BYTES, MAX_YAML_DEPTH,
+                                  MAX_YAML_VALUES, reject_unknown, shown, typed,
+                                  validate_header)
 
-COMPONENTS: dict[str, Registry] = {"space": SPACES, "evaluator": EVALUATORS, "predictor": PREDICTORS,
-                                   "searcher": SEARCHERS, "executor": EXECUTORS}
 #: Constructor arguments the engine supplies itself; a config cannot set them.
 CONTEXT_ARGS = frozenset({"self", "space", "evaluator", "predictor", "objectives", "seed", "data_dir"})
 TOP_LEVEL = ("name", "seed", "space", "evaluator", "predictor", "searcher", "budget", "objectives",
              "executor", "output", "threads")
-BUDGET_DEFAULTS: dict[str, Any] = {"evaluations": None, "cost_seconds": None, "batch_size": 1}
-OUTPUT_DEFAULTS: dict[str, Any] = {"dir": "runs", "report_metric": "test_acc", "progress": True, "plots": True,
-                                   "pareto_reference": None}
-#: A run name is one plain path component: letters, digits, '_', '.', '-', not starting with '.' or '-'
-#: (so never '.', '..', a hidden name or an option), at most 100 characters.
-NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
-
-# Limits on user input, generous for any real run; beyond them a value is refused in one line instead of
-# hanging or exhausting memory.
-#: Bytes of a YAML file the tool reads (configs are a few KiB).
-MAX_YAML_BYTES = 2**20
-#: Nesting depth of YAML mappings and lists (configs nest three or four levels).
-MAX_YAML_DEPTH = 32
-#: Values (scalars, lists, mappings) of a YAML document once its aliases are expanded.
-MAX_YAML_VALUES = 100_000
-#: Characters of one YAML integer literal.
-MAX_INT_CHARS = 100
-#: Largest seed (32 bits, which every seeded library accepts).
-MAX_SEED = 2**32 - 1
-#: Largest ``budget.evaluations``.
-MAX_EVALUATIONS = 10**7
-#: Largest ``budget.cost_seconds`` (about 32 years of training).
-MAX_COST_SECONDS = 1e9
-#: Largest magnitude of any other integer setting: population and pool sizes, epochs, widths, batch sizes.
-MAX_SETTING = 10**6
 
 
-_SHOWN = reprlib.Repr()
-_SHOWN.maxstring = _SHOWN.maxother = 80
+@dataclass(frozen=True)
+class Budget:
+    """What each seed of a search may spend: ``evaluations`` (architectures evaluated) or ``cost_seconds``
+    (the training seconds the evaluator's results stand for; checked between batches, so the last batch may
+    run past it), asked for ``batch_size`` architectures at a time. Give exactly one of the two limits."""
+
+    evaluations: int | None = None
+    cost_seconds: float | None = None
+    batch_size: int = 1
+
+    def __post_init__(self) -> None:
+        Budget.from_raw(asdict(self))
+
+    @classmethod
+    def from_raw(cls, raw: Any, path: str = "budget") -> Budget:
+        """A checked budget from a config mapping; ConfigError naming the key otherwise."""
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping, e.g. {path}: {{evaluations: 150}}")
+        reject_unknown(raw, [f.name for f in fields(cls)], path)
+        evaluations, cost_seconds, batch_size = raw.get("evaluations"), raw.get("cost_seconds"), raw.get("batch_size", 1)
+        if (evaluations is None) == (cost_seconds is None):
+            raise ConfigError(f"{path}: give exactly one of evaluations (number of queries) or cost_seconds")
+        if evaluations is not None and typed(f"{path}.evaluations", evaluations, int, MAX_EVALUATIONS) < 1:
+            raise ConfigError(f"{path}.evaluations: must be >= 1, got {evaluations}")
+        if cost_seconds is not None:
+            cost_seconds = typed(f"{path}.cost_seconds", cost_seconds, float)
+            if not 0 < cost_seconds <= MAX_COST_SECONDS:
+                raise ConfigError(f"{path}.cost_seconds: must lie in (0, {MAX_COST_SECONDS:g}], got {cost_seconds}")
+        if typed(f"{path}.batch_size", batch_size, int) < 1:
+            raise ConfigError(f"{path}.batch_size: must be >= 1, got {batch_size}")
+        if evaluations is not None and batch_size > evaluations:
+            raise ConfigError(f"{path}.batch_size: {batch_size} is more than {path}.evaluations ({evaluations}); "
+                              "give at most the number of evaluations")
+        budget = cls.__new__(cls)
+        for key, value in (("evaluations", evaluations), ("cost_seconds", cost_seconds), ("batch_size", batch_size)):
+            object.__setattr__(budget, key, value)
+        return budget
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for YAML."""
+        return asdict(self)
+
+    def __str__(self) -> str:
+        if self.evaluations is not None:
+            return f"{self.evaluations} evaluations"
+        return f"{self.cost_seconds:g} cost-seconds"
 
 
-def shown(value: Any) -> str:
-    """``repr(value)`` shortened to about 80 characters, for messages that quote user input."""
-    try:
-        return _SHOWN.repr(value)
-    except ValueError:  # an integer with more digits than Python converts to text
-        return "(a value holding an integer too long to print)"
+@dataclass(frozen=True)
+class Output:
+    """Where and what a YAML run writes: run directories under ``dir``, the benchmark metric its reports and
+    plots quote (``report_metric``), a progress bar, plots, and the hypervolume reference point."""
+
+    dir: str = "runs"
+    report_metric: str | None = "test_acc"
+    progress: bool = True
+    plots: bool = True
+    pareto_reference: tuple[float, ...] | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Output:
+        """A checked output section from a mapping whose keys ``validate_header`` already checked."""
+        typed("output.dir", raw["dir"], str)
+        typed("output.report_metric", raw["report_metric"], str | None)
+        typed("output.progress", raw["progress"], bool)
+        typed("output.plots", raw["plots"], bool)
+        reference = typed("output.pareto_reference", raw["pareto_reference"], list[float] | None)
+        return cls(raw["dir"], raw["report_metric"], raw["progress"], raw["plots"],
+                   None if reference is None else tuple(reference))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for YAML."""
+        reference = None if self.pareto_reference is None else list(self.pareto_reference)
+        return {**asdict(self), "pareto_reference": reference}
 
 
-def require_positive(**values: int) -> None:
-    """Raise ValueError naming the first of ``values`` that is below 1 (network sizes, counts): the
-    constructor check components share (``build_component`` words it as a ConfigError)."""
-    for key, value in values.items():
-        if value < 1:
-            raise ValueError(f"{key} must be >= 1, got {value}")
+#: The output section's keys and defaults.
+OUTPUT_DEFAULTS: dict[str, Any] = Output().to_dict()
 
 
 @dataclass(frozen=True)
@@ -91,10 +123,10 @@ class RunConfig:
     evaluator: dict[str, Any]
     predictor: dict[str, Any] | None
     searcher: dict[str, Any]
-    budget: dict[str, Any]
+    budget: Budget
     objectives: tuple[Objective, ...]
     executor: dict[str, Any]
-    output: dict[str, Any]
+    output: Output
     threads: int | None = None  # CPU threads of the math libraries; None: nassearch.threads.default_threads()
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,9 +134,9 @@ class RunConfig:
         return {
             "name": self.name, "seed": self.seed, "space": dict(self.space), "evaluator": dict(self.evaluator),
             "predictor": dict(self.predictor) if self.predictor else None, "searcher": dict(self.searcher),
-            "budget": dict(self.budget),
+            "budget": self.budget.to_dict(),
             "objectives": [{"metric": o.metric, "mode": o.mode, "bound": o.bound} for o in self.objectives],
-            "executor": dict(self.executor), "output": dict(self.output), "threads": self.threads,
+            "executor": dict(self.executor), "output": self.output.to_dict(), "threads": self.threads,
         }
 
     def with_seed(self, seed: int) -> RunConfig:
@@ -271,20 +303,13 @@ def _list_index(node: list, part: str, path: str, override: str) -> int:
 def validate(raw: dict[str, Any]) -> RunConfig:
     """Check every section of a raw config and fill in defaults; raise ConfigError on the first problem."""
     raw = copy.deepcopy(raw)
-    _reject_unknown(raw, TOP_LEVEL, "", " at the top level")
-    for required in ("name", "space", "evaluator", "searcher", "budget", "objectives"):
-        if raw.get(required) is None:
-            raise ConfigError(f"{required}: missing; every config needs {', '.join(TOP_LEVEL[:8])}")
-    name = _typed("name", raw["name"], str)
-    check_name(name)
-    seed = _typed("seed", raw.get("seed", 0), int, MAX_SEED)
-    if seed < 0:
-        raise ConfigError(f"seed: must be >= 0, got {seed}")
+    name, seed, output = validate_header(raw, TOP_LEVEL, ("name", "space", "evaluator", "searcher", "budget",
+                                                          "objectives"), "every config", OUTPUT_DEFAULTS)
     predictor = raw.get("predictor")
-    objectives = _objectives(raw["objectives"])
-    output = _output(raw.get("output") or {})
-    if output["pareto_reference"] is not None and len(output["pareto_reference"]) != len(objectives):
-        raise ConfigError(f"output.pareto_reference: {len(output['pareto_reference'])} values for "
+    objectives = parse_objectives(raw["objectives"])
+    output = Output.from_dict(output)
+    if output.pareto_reference is not None and len(output.pareto_reference) != len(objectives):
+        raise ConfigError(f"output.pareto_reference: {len(output.pareto_reference)} values for "
                           f"{len(objectives)} objectives; give one value per objective, in their units")
     config = RunConfig(
         name=name,
@@ -293,107 +318,32 @@ def validate(raw: dict[str, Any]) -> RunConfig:
         evaluator=resolve_component("evaluator", raw["evaluator"]),
         predictor=resolve_component("predictor", predictor) if predictor is not None else None,
         searcher=resolve_component("searcher", raw["searcher"]),
-        budget=_budget(raw["budget"]),
+        budget=Budget.from_raw(raw["budget"]),
         objectives=objectives,
         executor=resolve_component("executor", raw.get("executor") or {"name": "serial"}),
         output=output,
-        threads=_typed("threads", raw.get("threads"), int | None),
+        threads=typed("threads", raw.get("threads"), int | None),
     )
     _check_threads_and_budget(config)
     return config
 
 
 def _check_threads_and_budget(config: RunConfig) -> None:
-    """``threads`` is positive; ``budget.evaluations`` leaves the searcher evaluations after its own training set."""
+    """``threads`` is positive; the searcher's needs are met by the budget, space and predictor."""
     if config.threads is not None and config.threads < 1:
         raise ConfigError(f"threads: must be >= 1 (or null for the default), got {config.threads}")
-    evaluations = config.budget["evaluations"]
-    training = SEARCHERS.get(config.searcher["name"]).training_evaluations(config.searcher)
-    if evaluations is not None and evaluations <= training:
-        raise ConfigError(f"budget.evaluations: {evaluations:,} leaves no search: searcher {config.searcher['name']!r} "
+    searcher = SEARCHERS.get(config.searcher["name"])
+    check_budget(config.budget, searcher.training_evaluations(config.searcher), config.searcher["name"])
+    predictor = PREDICTORS.get(config.predictor["name"]) if config.predictor else None
+    check_requirements(searcher, SPACES.get(config.space["name"]), predictor)
+
+
+def check_budget(budget: Budget, training: int, searcher_name: str) -> None:
+    """``budget.evaluations`` must leave the searcher evaluations after its own ``training`` set."""
+    if budget.evaluations is not None and budget.evaluations <= training:
+        raise ConfigError(f"budget.evaluations: {budget.evaluations:,} leaves no search: searcher {searcher_name!r} "
                           f"spends its first {training:,} evaluations on its own training set; give more than "
                           f"{training:,} or a smaller training set")
-
-
-def check_name(name: str) -> None:
-    """ConfigError unless ``name`` is a plain single path component (see ``NAME_PATTERN``): the run directory
-    is ``output.dir/name``, so a name must never reach outside ``output.dir`` or stand for it."""
-    if not NAME_PATTERN.fullmatch(name):
-        raise ConfigError(f"name: {shown(name)} is not a plain directory name: use 1-100 letters, digits, '_', '.', '-', "
-                          "starting with a letter, digit or '_' (e.g. nb201_regevo)")
-
-
-def _reject_unknown(section: dict[str, Any], allowed: tuple[str, ...] | list[str], path: str,
-                    owner: str = "") -> None:
-    """Raise for the first key of ``section`` not in ``allowed``; ``path`` is the section's config path."""
-    for key in section:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            where = f"{path}.{key}" if path else str(key)
-            listing = ", ".join(allowed) or "none"
-            raise ConfigError(f"{where}: unknown key{owner}{hint}; allowed: {listing}")
-
-
-def _typed(path: str, value: Any, annotation: Any, limit: int = MAX_SETTING) -> Any:
-    """Check ``value`` against a type annotation (int, float, str, bool, Literal, list, tuple, Sequence,
-    dict, Mapping, Optional): numbers must be finite, integers within ``-limit..limit``."""
-    if annotation is inspect.Parameter.empty or annotation is Any:
-        return value
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is typing.Literal:
-        if value not in args:
-            raise ConfigError(f"{path}: {shown(value)} is not allowed; allowed values: {', '.join(map(str, args))}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        options = [arg for arg in args if arg is not type(None)]
-        if len(options) == 1:  # Optional[X]: X's own message (a NaN, a range) says more
-            return _typed(path, value, options[0], limit)
-        for arg in options:
-            try:
-                return _typed(path, value, arg, limit)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{path}: {shown(value)} has the wrong type; expected {_type_name(annotation)}")
-    if origin in (list, tuple, collections.abc.Sequence):
-        if not isinstance(value, (list, tuple)) or (origin is list and not isinstance(value, list)):
-            raise ConfigError(f"{path}: expected a list, got {type(value).__name__} {shown(value)}")
-        return [_typed(f"{path}[{i}]", v, args[0] if args else Any, limit) for i, v in enumerate(value)]
-    if origin in (dict, collections.abc.Mapping) or annotation is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__} {shown(value)}")
-        if args:
-            return {_typed(f"{path} key", k, args[0], limit): _typed(f"{path}.{k}", v, args[1], limit)
-                    for k, v in value.items()}
-        return value
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}: expected a number, got {type(value).__name__} {shown(value)}")
-        try:
-            number = float(value)
-        except OverflowError:  # an integer beyond float's range
-            number = math.inf
-        if not math.isfinite(number):
-            raise ConfigError(f"{path}: expected a finite number, got {shown(value)}")
-        return number
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}: expected an integer, got {type(value).__name__} {shown(value)}")
-        if not -limit <= value <= limit:
-            raise ConfigError(f"{path}: {shown(value)} is out of range; the limit is {limit:,}")
-        return value
-    if annotation in (str, bool) and not isinstance(value, annotation):
-        raise ConfigError(f"{path}: expected {annotation.__name__}, got {type(value).__name__} {shown(value)}")
-    return value
-
-
-def _type_name(annotation: Any) -> str:
-    args = typing.get_args(annotation)
-    if args:
-        return " or ".join(_type_name(a) for a in args)
-    return "null" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
 
 
 def component_parameters(cls: type) -> dict[str, inspect.Parameter]:
@@ -409,16 +359,16 @@ def resolve_component(section: str, spec: Any) -> dict[str, Any]:
         spec = {"name": spec}
     if not isinstance(spec, dict) or "name" not in spec:
         raise ConfigError(f"{section}: expected a mapping with a 'name' key, e.g. {section}: {{name: ...}}")
-    name = _typed(f"{section}.name", spec["name"], str)
+    name = typed(f"{section}.name", spec["name"], str)
     cls = COMPONENTS[section].get(name)
     params = component_parameters(cls)
-    _reject_unknown({k: v for k, v in spec.items() if k != "name"}, list(params), section,
+    reject_unknown({k: v for k, v in spec.items() if k != "name"}, list(params), section,
                     f" for {section} {name!r}")
     hints = typing.get_type_hints(cls.__init__)
     resolved: dict[str, Any] = {"name": name}
     for key, param in params.items():
         if key in spec:
-            resolved[key] = _typed(f"{section}.{key}", spec[key], hints.get(key, param.annotation))
+            resolved[key] = typed(f"{section}.{key}", spec[key], hints.get(key, param.annotation))
         elif param.default is inspect.Parameter.empty:
             raise ConfigError(f"{section}.{key}: missing; {section} {name!r} requires it")
         else:
@@ -426,56 +376,30 @@ def resolve_component(section: str, spec: Any) -> dict[str, Any]:
     return resolved
 
 
-def _budget(raw: Any) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise ConfigError("budget: expected a mapping, e.g. budget: {evaluations: 150}")
-    _reject_unknown(raw, list(BUDGET_DEFAULTS), "budget")
-    budget = {**BUDGET_DEFAULTS, **raw}
-    if (budget["evaluations"] is None) == (budget["cost_seconds"] is None):
-        raise ConfigError("budget: give exactly one of evaluations (number of queries) or cost_seconds")
-    if budget["evaluations"] is not None and _typed("budget.evaluations", budget["evaluations"], int,
-                                                    MAX_EVALUATIONS) < 1:
-        raise ConfigError(f"budget.evaluations: must be >= 1, got {budget['evaluations']}")
-    if budget["cost_seconds"] is not None:
-        budget["cost_seconds"] = _typed("budget.cost_seconds", budget["cost_seconds"], float)
-        if not 0 < budget["cost_seconds"] <= MAX_COST_SECONDS:
-            raise ConfigError(f"budget.cost_seconds: must lie in (0, {MAX_COST_SECONDS:g}], got {budget['cost_seconds']}")
-    if _typed("budget.batch_size", budget["batch_size"], int) < 1:
-        raise ConfigError(f"budget.batch_size: must be >= 1, got {budget['batch_size']}")
-    if budget["evaluations"] is not None and budget["batch_size"] > budget["evaluations"]:
-        raise ConfigError(f"budget.batch_size: {budget['batch_size']} is more than budget.evaluations "
-                          f"({budget['evaluations']}); give at most the number of evaluations")
-    return budget
-
-
-def _objectives(raw: Any) -> tuple[Objective, ...]:
-    if not isinstance(raw, list) or not raw:
+def parse_objectives(raw: Any) -> tuple[Objective, ...]:
+    """The ``objectives`` list: each item a metric name (maximised), a mapping with ``metric`` and optional
+    ``mode`` (max | min) and ``bound``, or an :class:`Objective`."""
+    if isinstance(raw, (str, Objective)):
+        raw = [raw]
+    if not isinstance(raw, (list, tuple)) or not raw:
         raise ConfigError("objectives: expected a non-empty list, e.g. objectives: [{metric: val_acc, mode: max}]")
     objectives = []
     for i, item in enumerate(raw):
         where = f"objectives[{i}]"
+        if isinstance(item, Objective):
+            item = {"metric": item.metric, "mode": item.mode, "bound": item.bound}
+        elif isinstance(item, str):
+            item = {"metric": item}
         if not isinstance(item, dict) or "metric" not in item:
-            raise ConfigError(f"{where}: expected a mapping with 'metric' (and optional 'mode', 'bound')")
-        _reject_unknown(item, ["metric", "mode", "bound"], where)
+            raise ConfigError(f"{where}: expected a metric name or a mapping with 'metric' (and optional 'mode', "
+                              "'bound')")
+        reject_unknown(item, ["metric", "mode", "bound"], where)
         objectives.append(Objective(
-            metric=_typed(f"{where}.metric", item["metric"], str),
-            mode=_typed(f"{where}.mode", item.get("mode", "max"), typing.Literal["max", "min"]),
-            bound=_typed(f"{where}.bound", item.get("bound"), float | None),
+            metric=typed(f"{where}.metric", item["metric"], str),
+            mode=typed(f"{where}.mode", item.get("mode", "max"), typing.Literal["max", "min"]),
+            bound=typed(f"{where}.bound", item.get("bound"), float | None),
         ))
     return tuple(objectives)
-
-
-def _output(raw: Any) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise ConfigError("output: expected a mapping, e.g. output: {dir: runs}")
-    _reject_unknown(raw, list(OUTPUT_DEFAULTS), "output")
-    output = {**OUTPUT_DEFAULTS, **raw}
-    _typed("output.dir", output["dir"], str)
-    _typed("output.report_metric", output["report_metric"], str | None)
-    _typed("output.progress", output["progress"], bool)
-    _typed("output.plots", output["plots"], bool)
-    output["pareto_reference"] = _typed("output.pareto_reference", output["pareto_reference"], list[float] | None)
-    return output
 
 
 def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
@@ -501,11 +425,12 @@ def build_component(section: str, spec: dict[str, Any], **context: Any) -> Any:
         raise ConfigError(f"{section} ({spec['name']}): {exc}") from None
 
 
-def check_metrics(config: RunConfig, available: tuple[str, ...], evaluator_name: str) -> None:
+def check_metrics(objectives: Sequence[Objective], report_metric: str | None, available: tuple[str, ...],
+                  evaluator_name: str) -> None:
     """Objectives and the report metric must name metrics the evaluator produces."""
-    wanted = [(f"objectives[{i}].metric", o.metric) for i, o in enumerate(config.objectives)]
-    if config.output["report_metric"] is not None:
-        wanted.append(("output.report_metric", config.output["report_metric"]))
+    wanted = [(f"objectives[{i}].metric", o.metric) for i, o in enumerate(objectives)]
+    if report_metric is not None:
+        wanted.append(("output.report_metric", report_metric))
     for where, metric in wanted:
         if metric not in available:
             raise ConfigError(f"{where}: {metric!r} is not a metric of evaluator {evaluator_name!r}; "

@@ -19,9 +19,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evaluators.base import Evaluator, Result
+from nassearch.evaluators.base import Evaluator, Result
 from nassearch.errors import ExecutorError
-from spaces.base import Arch
+from nassearch.spaces.base import Arch
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pymoo.indicators.hv import HV
 from pymoo.util.nds.non_dominated_sorting import find_non_dominated
 
 from nassearch.objectives import Objective
-from searchers.base import Trial
+from nassearch.trial import Trial
 
 
 def to_minimisation(points: np.ndarray, objectives: Sequence[Objective]) -> np.ndarray:

@@ -1,54 +1,99 @@
-"""Registries: config names -> component classes, imported lazily so listing names stays cheap.
+"""Registries: config names -> component classes, open to components from outside nassearch.
 
-Adding a component means adding one line here (and its module); nothing registers itself at import.
+Built-ins are listed here as ``"module:Class"`` paths and imported lazily, so listing names stays cheap.
+A user's own component joins in one of two ways, without editing nassearch:
+
+- the :func:`register` decorator, ``@nassearch.register("space", "my_space")`` on the class (the name works
+  once the defining module is imported);
+- a package entry point in the kind's group (``nassearch.spaces``, ``nassearch.evaluators``,
+  ``nassearch.searchers``, ``nassearch.predictors``, ``nassearch.executors``), e.g. in pyproject.toml
+  ``[project.entry-points."nassearch.spaces"] my_space = "my_pkg.space:MySpace"``; found with no import.
 """
 
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import entry_points
+from typing import Any, TypeVar
 
 from nassearch.errors import ConfigError
 
+T = TypeVar("T", bound=type)
+
 
 class Registry:
-    """Names of one kind of component (space, evaluator, ...) mapped to ``"module:Class"`` paths."""
+    """Names of one kind of component (space, evaluator, ...) mapped to classes or ``"module:Class"`` paths;
+    the entry points of ``group`` are added the first time a name is looked up or listed."""
 
-    def __init__(self, kind: str, entries: dict[str, str]) -> None:
+    def __init__(self, kind: str, group: str, entries: dict[str, str]) -> None:
         self.kind = kind
-        self._entries = dict(entries)
+        self.group = group
+        self._entries: dict[str, str | type] = dict(entries)
+        self._plugins_loaded = False
 
     def names(self) -> list[str]:
         """All registered names, sorted."""
+        self._load_plugins()
         return sorted(self._entries)
+
+    def register(self, name: str, cls: type | str) -> None:
+        """Register ``cls`` (a class or ``"module:Class"``) as ``name``; a name already taken by another class is
+        refused."""
+        current = self._entries.get(name)
+        if current is not None and _qualified(current) != _qualified(cls):
+            raise ConfigError(f"{self.kind} name {name!r} is already registered for {_qualified(current)}; "
+                              f"choose another name for {_qualified(cls)}")
+        self._entries[name] = cls
 
     def get(self, name: str) -> type:
         """The class registered as ``name``; an unknown name raises ConfigError listing the known ones."""
         if name not in self._entries:
+            self._load_plugins()
+        if name not in self._entries:
             known = ", ".join(self.names()) or "(none yet)"
             raise ConfigError(f"{self.kind}.name: unknown {self.kind} {name!r}; known: {known}")
-        module_name, attr = self._entries[name].split(":")
-        return getattr(importlib.import_module(module_name), attr)
+        entry = self._entries[name]
+        if isinstance(entry, type):
+            return entry
+        module_name, attr = entry.split(":")
+        try:
+            return getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"{self.kind}.name: {name!r} is registered as {entry}, which cannot be imported "
+                              f"({type(exc).__name__}: {exc}); fix or reinstall the package that provides it") from None
+
+    def _load_plugins(self) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        for point in entry_points(group=self.group):
+            if point.name not in self._entries:
+                self._entries[point.name] = point.value
 
 
-SPACES = Registry("space", {
-    "darts": "spaces.darts:DartsSpace",
-    "nasbench101": "spaces.nasbench101:NasBench101Space",
-    "nasbench201": "spaces.nasbench201:NasBench201Space",
+def _qualified(cls: type | str) -> str:
+    return cls if isinstance(cls, str) else f"{cls.__module__}:{cls.__qualname__}"
+
+
+SPACES = Registry("space", "nassearch.spaces", {
+    "darts": "nassearch.spaces.darts:DartsSpace",
+    "nasbench101": "nassearch.spaces.nasbench101:NasBench101Space",
+    "nasbench201": "nassearch.spaces.nasbench201:NasBench201Space",
 })
-EVALUATORS = Registry("evaluator", {
-    "nb101_tabular": "evaluators.tabular:NasBench101Tabular",
-    "nb201_tabular": "evaluators.tabular:NasBench201Tabular",
-    "train": "evaluators.training:TrainingEvaluator",
-    "nb301_surrogate": "evaluators.surrogate:NasBench301Surrogate",
+EVALUATORS = Registry("evaluator", "nassearch.evaluators", {
+    "nb101_tabular": "nassearch.evaluators.tabular:NasBench101Tabular",
+    "nb201_tabular": "nassearch.evaluators.tabular:NasBench201Tabular",
+    "train": "nassearch.evaluators.training:TrainingEvaluator",
+    "nb301_surrogate": "nassearch.evaluators.surrogate:NasBench301Surrogate",
 })
-SEARCHERS = Registry("searcher", {
-    "nar_sampling": "searchers.nar_sampling:NARSampling",
-    "predictor_evolution": "searchers.predictor_evolution:PredictorGuidedEvolution",
-    "nsga2": "searchers.nsga2:NSGA2",
-    "random_search": "searchers.random_search:RandomSearch",
-    "regularized_evolution": "searchers.regularized_evolution:RegularizedEvolution",
+SEARCHERS = Registry("searcher", "nassearch.searchers", {
+    "nar_sampling": "nassearch.searchers.nar_sampling:NARSampling",
+    "predictor_evolution": "nassearch.searchers.predictor_evolution:PredictorGuidedEvolution",
+    "nsga2": "nassearch.searchers.nsga2:NSGA2",
+    "random_search": "nassearch.searchers.random_search:RandomSearch",
+    "regularized_evolution": "nassearch.searchers.regularized_evolution:RegularizedEvolution",
 })
-PREDICTORS = Registry("predictor", {
+PREDICTORS = Registry("predictor", "nassearch.predictors", {
     "gcn": "nassearch.predictors.gcn:GCNPredictor",
     "mlp": "nassearch.predictors.mlp:MLPPredictor",
     "nar": "nassearch.predictors.nar:NARPredictor",
@@ -58,7 +103,29 @@ PREDICTORS = Registry("predictor", {
     "tnasp": "nassearch.predictors.tnasp:TNASPPredictor",
     "xgb": "nassearch.predictors.xgb:XGBPredictor",
 })
-EXECUTORS = Registry("executor", {
+EXECUTORS = Registry("executor", "nassearch.executors", {
     "ray": "nassearch.executors:RayExecutor",
     "serial": "nassearch.executors:SerialExecutor",
 })
+#: The registry of each kind of component, by the config section that names it.
+COMPONENTS: dict[str, Registry] = {"space": SPACES, "evaluator": EVALUATORS, "predictor": PREDICTORS,
+                                   "searcher": SEARCHERS, "executor": EXECUTORS}
+
+
+def register(kind: str, name: str | None = None) -> Any:
+    """Class decorator: make the class available as ``name`` (default: its ``name`` attribute) wherever a
+    ``kind`` (space, evaluator, searcher, predictor, executor) is named, in YAML configs and in
+    ``nassearch.search``. A class without a ``name`` attribute gets ``name``."""
+    if kind not in COMPONENTS:
+        raise ConfigError(f"register: unknown kind {kind!r}; kinds: {', '.join(COMPONENTS)}")
+
+    def decorate(cls: T) -> T:
+        registered = name or getattr(cls, "name", "")
+        if not registered:
+            raise ConfigError(f"register: give {cls.__qualname__} a name, e.g. @register({kind!r}, 'my_{kind}')")
+        if not getattr(cls, "name", ""):
+            cls.name = registered
+        COMPONENTS[kind].register(registered, cls)
+        return cls
+
+    return decorate

@@ -12,7 +12,6 @@ and the run resumes from there by replaying what it kept.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import sqlite3
 import time
@@ -21,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nassearch.errors import NassearchError, RunDirError
-from nassearch.store import TrialStore
-from searchers.base import Trial
-from spaces.base import SearchSpace
+from nassearch.errors import RunDirError
+from nassearch.run_dir import LOCK, MARKER
+from nassearch.store import TrialStore, parse_trial
+from nassearch.trial import Trial
+from nassearch.spaces.base import SearchSpace
 
 STORE = "trials.sqlite"
-STATUSES = ("ok", "failed")
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,7 @@ def read_seed(directory: Path, space: SearchSpace, batch_size: int) -> StoredSee
         raise DamagedSeed(Damage(directory, "it is not a directory", 0))
     path = directory / STORE
     if not path.exists():
-        if any(p.name != "config.yaml" for p in directory.iterdir()):
+        if any(p.name not in ("config.yaml", MARKER, LOCK) for p in directory.iterdir()):
             raise DamagedSeed(Damage(directory, f"{STORE} is missing", 0))
         return None
     try:
@@ -123,7 +122,7 @@ def _validate(store: TrialStore, directory: Path, space: SearchSpace, batch_size
     problems = []
     for row in store.raw_trials():
         try:
-            trial = _trial(row, space)
+            trial = parse_trial(row, space)
         except ValueError as exc:
             problems.append(f"trial {row[0]}: {exc}")
             break
@@ -164,35 +163,6 @@ def _checkpoint(row: tuple[Any, Any]) -> tuple[int, dict[str, Any] | None, str |
     if not isinstance(state, dict) or not state:
         return 0, None, "the searcher checkpoint is empty or not a JSON object"
     return num_trials, state, None
-
-
-def _trial(row: tuple[Any, ...], space: SearchSpace) -> Trial:
-    """A stored row as a Trial; ValueError naming the first bad field."""
-    idx, arch, metrics_text, cost_s, wall_s, status, started, finished, error = row
-    if not isinstance(idx, int) or idx < 0:
-        raise ValueError(f"index {idx!r} is not a trial index")
-    if status not in STATUSES:
-        raise ValueError(f"status {status!r} is not one of {', '.join(STATUSES)}")
-    try:
-        metrics = json.loads(metrics_text)
-    except (TypeError, ValueError):
-        raise ValueError("its metrics are not JSON") from None
-    if not isinstance(metrics, dict) or not all(
-            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in metrics.items()):
-        raise ValueError("its metrics are not a JSON object of numbers")
-    if status == "ok" and not all(math.isfinite(v) for v in metrics.values()):
-        raise ValueError("a successful trial with a non-finite metric")
-    for name, value in (("cost_s", cost_s), ("wall_s", wall_s), ("started", started), ("finished", finished)):
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{name} {value!r} is not a finite number")
-    if not isinstance(arch, str):
-        raise ValueError("its architecture is not text")
-    try:
-        parsed = space.from_str(arch)
-    except NassearchError as exc:
-        raise ValueError(f"its architecture does not parse ({exc})") from None
-    return Trial(index=idx, arch=parsed, arch_str=arch, metrics=metrics, cost_s=float(cost_s), wall_s=float(wall_s),
-                 status=status, started=float(started), finished=float(finished), error=str(error or ""))
 
 
 def repair_seed(damage: Damage) -> Path:

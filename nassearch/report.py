@@ -11,7 +11,7 @@ import numpy as np
 from nassearch.errors import SearchError
 from nassearch.metrics import hypervolume, hypervolume_ratio, pareto_front
 from nassearch.objectives import Objective, fitness
-from searchers.base import Trial
+from nassearch.trial import Trial
 
 
 def best_trial(trials: Sequence[Trial], objective: Objective, bounds: Sequence[Objective] = ()) -> Trial:

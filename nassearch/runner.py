@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import numbers
 import re
 import sqlite3
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,21 +24,22 @@ from typing import Any
 
 import numpy as np
 import yaml
-from tqdm import tqdm
 
-from evaluators.base import Evaluator
 from nassearch import config as cfg
 from nassearch import run_dir as dirs
+from nassearch.api import SeedRun, search_seed
+from nassearch.evaluators.base import Evaluator
 from nassearch.errors import RunDirError
-from nassearch.executors import Failure, Outcome
 from nassearch.metrics import pareto_front, pareto_mask, worst_point
 from nassearch.objectives import Objective
 from nassearch.plots import benchmark_title, plot_pareto, plot_search_curves
-from nassearch.repair import DamagedSeed, Damage, StoredSeed, read_seed, repair_seed
+from nassearch.repair import DamagedSeed, StoredSeed, read_seed
 from nassearch.report import aggregate, format_table, incumbent_curve, pareto_summary, summarize_run
 from nassearch.store import TrialStore
-from searchers.base import Searcher, Trial
-from spaces.base import SearchSpace
+from nassearch.validation import shown
+from nassearch.searchers.base import Searcher
+from nassearch.trial import Trial
+from nassearch.spaces.base import SearchSpace
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +60,7 @@ def build_components(config: cfg.RunConfig, data_dir: str | None = None) -> Comp
     """Instantiate space, evaluator and executor, and check the metrics the config names."""
     space = cfg.build_component("space", config.space, data_dir=data_dir)
     evaluator = cfg.build_component("evaluator", config.evaluator, space=space, data_dir=data_dir)
-    cfg.check_metrics(config, evaluator.metrics, config.evaluator["name"])
+    cfg.check_metrics(config.objectives, config.output.report_metric, evaluator.metrics, config.evaluator["name"])
     executor = cfg.build_component("executor", config.executor)
     return Components(space, evaluator, executor)
 
@@ -72,35 +70,6 @@ def build_searcher(config: cfg.RunConfig, parts: Components, seed: int) -> Searc
     predictor = cfg.build_component("predictor", config.predictor, seed=seed) if config.predictor else None
     return cfg.build_component("searcher", config.searcher, space=parts.space, objectives=config.objectives,
                                seed=seed, predictor=predictor)
-
-
-class Budget:
-    """What a seed has spent so far (trials and cost) against the config's budget, kept as running totals
-    so that checking it costs the same at trial 100,000 as at trial 10."""
-
-    def __init__(self, budget: dict[str, Any], history: Sequence[Trial]) -> None:
-        self.budget = budget
-        self.trials = len(history)
-        self.cost_s = math.fsum(t.cost_s for t in history)
-
-    def add(self, trials: Sequence[Trial]) -> None:
-        self.trials += len(trials)
-        self.cost_s += math.fsum(t.cost_s for t in trials)
-
-    def next_batch(self) -> int:
-        """How many architectures to ask for next; 0 when the budget is spent (a cost budget is checked between
-        batches, so the last batch may run past it)."""
-        if self.budget["evaluations"] is not None:
-            return min(self.budget["batch_size"], self.budget["evaluations"] - self.trials)
-        return self.budget["batch_size"] if self.cost_s < self.budget["cost_seconds"] else 0
-
-    @property
-    def progress(self) -> float:
-        return self.trials if self.budget["evaluations"] is not None else self.cost_s
-
-    @property
-    def total(self) -> float:
-        return self.budget["evaluations"] or self.budget["cost_seconds"]
 
 
 def _comparable(config_dict: dict[str, Any]) -> dict[str, Any]:
@@ -130,147 +99,26 @@ def _check_same_config(stored: dict[str, Any], given: dict[str, Any], where: Pat
         raise RunDirError(f"{where} was run with a different config (differs in {shown}); {fix}")
 
 
-@dataclass
-class SeedRun:
-    """One seed's trials in ask order, the index where its search phase starts (``search_start``), and the
-    seconds its searcher spent in ask / tell (``searcher_s``, summed over resumptions) and in its named
-    phases (``timings``)."""
-
-    trials: list[Trial]
-    search_start: int
-    searcher_s: float
-    timings: dict[str, float]
-
-    @property
-    def search_trials(self) -> list[Trial]:
-        """The trials of the search phase (all but the searcher's own training set)."""
-        return self.trials[self.search_start:]
-
-
 def run_seed(config: cfg.RunConfig, parts: Components, seed: int, directory: Path,
              progress: bool = True, repair: bool = False) -> SeedRun:
-    """Run (or resume) the search of one seed in ``directory``; a damaged directory is refused with what is
-    wrong, or with ``repair`` cut back to its intact trials first."""
+    """Run (or resume) the search of one seed in ``directory`` with :func:`nassearch.api.search_seed`; its
+    store must have been run with this config (else it is refused), and ``config.yaml`` is written beside it."""
     seed_config = config.with_seed(seed)
-    searcher, stored = _restore(config, parts, seed, directory, repair)
-    if stored is not None and "config" in stored.meta:
-        _check_same_config(stored.meta["config"], seed_config.to_dict(), directory,
-                           f"resume it with the config in {directory / 'config.yaml'} or start a new run directory")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise dirs.write_error(directory, exc) from None
-    with TrialStore(directory / "trials.sqlite") as store:
-        if stored is None or "config" not in stored.meta:
-            store.set_meta("config", seed_config.to_dict())
-            dirs.atomic_write_text(directory / "config.yaml", yaml.safe_dump(seed_config.to_dict(), sort_keys=False))
-        store.set_meta("search_start", searcher.search_start)
-        trials = stored.trials if stored is not None else {}
-        history = stored.history if stored is not None else []
-        searcher_s = float(stored.meta.get("searcher_seconds", 0.0)) if stored is not None else 0.0
-        budget = Budget(config.budget, history)
-        bar = tqdm(total=budget.total, initial=budget.progress, desc=f"{config.name} seed {seed}", file=sys.stderr,
-                   disable=not progress, leave=False, dynamic_ncols=True)
-        while (n := budget.next_batch()) > 0:
-            start = time.perf_counter()
-            archs = searcher.ask(n)
-            searcher_s += time.perf_counter() - start
-            batch = _replay(parts.space, archs, trials, len(history), directory)
-            fresh = [position for position in range(len(archs)) if position not in batch]
-            for i, outcome in parts.executor.run(parts.evaluator, [archs[p] for p in fresh]):
-                position = fresh[i]
-                index = len(history) + position
-                batch[position] = _record(store, parts.space, index, archs[position], outcome)
-            batch_trials = [batch[position] for position in range(len(archs))]
-            start = time.perf_counter()
-            searcher.tell(batch_trials)
-            searcher_s += time.perf_counter() - start
-            history.extend(batch_trials)
-            budget.add(batch_trials)
-            store.save_checkpoint(len(history), searcher.state_dict())
-            store.set_meta("searcher_seconds", searcher_s)
-            bar.update(budget.progress - bar.n)
-        bar.close()
-        store.check_present()
-    return SeedRun(history, searcher.search_start, searcher_s, searcher.timings())
 
-
-def _restore(config: cfg.RunConfig, parts: Components, seed: int, directory: Path,
-             repair: bool) -> tuple[Searcher, StoredSeed | None]:
-    """The seed's searcher restored from its validated store (None when the seed has not started); with
-    ``repair`` a damaged store is cut back to its intact trials first."""
-    while True:
-        searcher = build_searcher(config, parts, seed)
+    def before_writing(stored: StoredSeed | None) -> None:
+        if stored is not None and "config" in stored.meta:
+            _check_same_config(stored.meta["config"], seed_config.to_dict(), directory,
+                               f"resume it with the config in {directory / 'config.yaml'} or start a new run directory")
+            return
         try:
-            stored = read_seed(directory, parts.space, config.budget["batch_size"])
-            if stored is not None and stored.state is not None:
-                _load_checkpoint(searcher, stored, directory)
-            return searcher, stored
-        except DamagedSeed as exc:
-            if not repair:
-                raise
-            backup = repair_seed(exc.damage)
-            log.warning("repaired %s (%s): %s; backup in %s", directory, exc.damage.what, exc.damage.fix, backup)
-            repair = False  # one repair; what it leaves must validate
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise dirs.write_error(directory, exc) from None
+        dirs.atomic_write_text(directory / "config.yaml", yaml.safe_dump(seed_config.to_dict(), sort_keys=False))
 
-
-def _load_checkpoint(searcher: Searcher, stored: StoredSeed, directory: Path) -> None:
-    """Restore the searcher from the checkpoint; a state it cannot take is damage (the trials are intact)."""
-    try:
-        searcher.load_state_dict(stored.state, stored.history)
-    except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        raise DamagedSeed(Damage(directory, f"the searcher checkpoint cannot be restored ({reason})",
-                                 stored.contiguous, drop_checkpoint=True)) from None
-
-
-def _record(store: TrialStore, space: SearchSpace, index: int, arch: Any, outcome: Outcome) -> Trial:
-    """Commit one evaluation's outcome as trial ``index`` and return it; an evaluator failure, or a result
-    with a non-finite metric or cost, is a failed trial with its reason."""
-    now = time.time()
-    arch_str = space.to_str(arch)
-    problem = outcome.error if isinstance(outcome, Failure) else _invalid_result(outcome.metrics, outcome.cost_s,
-                                                                                   outcome.wall_s)
-    if problem is not None:
-        metrics = {} if isinstance(outcome, Failure) else {k: float(v) for k, v in outcome.metrics.items()
-                                                           if _number(v)}
-        trial = Trial(index=index, arch=arch, arch_str=arch_str, metrics=metrics, status="failed", started=now,
-                      finished=now, error=problem)
-    else:
-        trial = Trial(index=index, arch=arch, arch_str=arch_str, metrics=outcome.metrics, cost_s=outcome.cost_s,
-                      wall_s=outcome.wall_s, status="ok", started=now - outcome.wall_s, finished=now)
-    store.add_trial(trial.index, trial.arch_str, trial.metrics, trial.cost_s, trial.wall_s, trial.status,
-                    trial.started, trial.finished, trial.error)
-    return trial
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _invalid_result(metrics: dict[str, Any], cost_s: Any, wall_s: Any) -> str | None:
-    """Why an evaluator's result cannot count as a successful trial, or None."""
-    for name, value in [*metrics.items(), ("cost_s", cost_s), ("wall_s", wall_s)]:
-        if not _number(value) or not math.isfinite(value) or (name in ("cost_s", "wall_s") and value < 0):
-            return f"the evaluator returned {name}={value!r}"
-    return None
-
-
-def _replay(space: SearchSpace, archs: Sequence[Any], stored: dict[int, Trial], first: int,
-            directory: Path) -> dict[int, Trial]:
-    """Position in ``archs`` -> the trial already stored for it (indices from ``first``; an interrupted
-    parallel batch may have stored any subset); a stored trial must hold the same architecture."""
-    replayed = {}
-    for position, arch in enumerate(archs):
-        trial = stored.get(first + position)
-        if trial is None:
-            continue
-        if space.key(arch) != space.key(trial.arch):
-            raise RunDirError(f"resuming {directory} diverged at trial {trial.index}: the store holds "
-                              f"{trial.arch_str} but the searcher proposed {space.to_str(arch)}; the run "
-                              "cannot be resumed reproducibly (was the code or data changed?)")
-        replayed[position] = trial
-    return replayed
+    return search_seed(parts.space, parts.evaluator, parts.executor, lambda: build_searcher(config, parts, seed),
+                       config.budget, directory, meta={"config": seed_config.to_dict()}, before_writing=before_writing,
+                       progress=f"{config.name} seed {seed}" if progress else None, repair=repair)
 
 
 @dataclass
@@ -289,7 +137,7 @@ def open_run_dir(config: cfg.RunConfig, resume: str | Path | None, overwrite: bo
     ``overwrite`` and only if nassearch made it), or the one to resume, whose config must match (with
     ``repair``, a damaged config.yaml is rewritten from ``config``)."""
     if resume is None:
-        run_dir = Path(config.output["dir"]) / config.name
+        run_dir = Path(config.output.dir) / config.name
         lock = dirs.create(run_dir, "search run", overwrite, f"continue it with --resume {run_dir}")
         try:
             dirs.atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -379,13 +227,13 @@ class Interrupted(KeyboardInterrupt):
 
 def _search(config: cfg.RunConfig, parts: Components, repeats: int, run_dir: Path, repair: bool) -> SearchOutcome:
     objective = config.objectives[0]
-    report_metric = config.output["report_metric"]
+    report_metric = config.output.report_metric
     reference = parts.evaluator.reference_values(report_metric) if report_metric else None
     all_trials: dict[int, list[Trial]] = {}
     summaries: dict[int, dict[str, Any]] = {}
     for seed in range(config.seed, config.seed + repeats):
         directory = run_dir / f"seed-{seed}"
-        seed_run = run_seed(config, parts, seed, directory, progress=config.output["progress"], repair=repair)
+        seed_run = run_seed(config, parts, seed, directory, progress=config.output.progress, repair=repair)
         all_trials[seed] = trials = seed_run.search_trials
         summaries[seed] = {**summarize_run(trials, objective, report_metric, reference, config.objectives),
                            "searcher_s": seed_run.searcher_s, **seed_run.timings}
@@ -401,16 +249,16 @@ def _search(config: cfg.RunConfig, parts: Components, repeats: int, run_dir: Pat
     aggregated = aggregate(summaries, objective, report_metric)
     summary = {"name": config.name, "space": config.space["name"], "evaluator": config.evaluator["name"],
                "searcher": config.searcher["name"], "objective": objective.metric, "mode": objective.mode,
-               "budget": config.budget, "search_start": seed_run.search_start, **aggregated}
+               "budget": config.budget.to_dict(), "search_start": seed_run.search_start, **aggregated}
     if multi_objective:
         summary["pareto_reference"] = [float(v) for v in pareto_reference]
-    if config.output["plots"] and report_metric is not None:
+    if config.output.plots and report_metric is not None:
         curves = {config.searcher["name"]: _stack([incumbent_curve(t, objective, report_metric, config.objectives)
                                                    for t in all_trials.values()])}
         best = None if reference is None else float(reference.max() if objective.mode == "max" else reference.min())
         summary["plots"] = [str(plot_search_curves(curves, report_metric, run_dir / "plots" / "search_curve.png",
                                                    best, title=benchmark_title(config)))]
-    if config.output["plots"] and multi_objective:
+    if config.output.plots and multi_objective:
         summary.setdefault("plots", []).append(str(plot_pareto(
             {config.searcher["name"]: np.concatenate(list(fronts.values()))}, list(config.objectives),
             run_dir / "plots" / "pareto.png", front, title=benchmark_title(config))))
@@ -419,7 +267,7 @@ def _search(config: cfg.RunConfig, parts: Components, repeats: int, run_dir: Pat
                                       f"{RETRAIN_CONFIGS[config.space['name']]}")
     _write_json(run_dir / "summary.json", summary)
     title = (f"{config.name}: {config.searcher['name']} on {config.space['name']} / {config.evaluator['name']}, "
-             f"{repeats} seed(s), budget {_budget_text(config.budget)}, search metric {objective.metric}")
+             f"{repeats} seed(s), budget {config.budget}, search metric {objective.metric}")
     return SearchOutcome(run_dir, all_trials, summary, format_table(title, summaries, aggregated, objective,
                                                                      report_metric))
 
@@ -437,15 +285,9 @@ def true_front(evaluator: Evaluator, objectives: Sequence[Objective]) -> np.ndar
 def pareto_reference_point(config: cfg.RunConfig, fronts: Any, front: np.ndarray | None) -> np.ndarray:
     """The hypervolume reference point: ``output.pareto_reference`` when set, else per objective the worst
     value on the true front when known, else the worst value on the union of the seeds' fronts."""
-    if config.output["pareto_reference"] is not None:
-        return np.asarray(config.output["pareto_reference"], dtype=float)
+    if config.output.pareto_reference is not None:
+        return np.asarray(config.output.pareto_reference, dtype=float)
     return worst_point(front if front is not None else np.concatenate(list(fronts)), config.objectives)
-
-
-def _budget_text(budget: dict[str, Any]) -> str:
-    if budget["evaluations"] is not None:
-        return f"{budget['evaluations']} evaluations"
-    return f"{budget['cost_seconds']:g} cost-seconds"
 
 
 def _stack(curves: list[np.ndarray]) -> np.ndarray:
@@ -474,7 +316,7 @@ def _load_run(run_dir: str | Path, data_dir: str | None = None) -> tuple[cfg.Run
     seeds = []
     for _, directory in seed_dirs(run_dir):
         try:
-            stored = read_seed(directory, space, config.budget["batch_size"])
+            stored = read_seed(directory, space, config.budget.batch_size)
         except DamagedSeed as exc:
             raise DamagedSeed(exc.damage, run_dir) from None
         if stored is None:
@@ -491,10 +333,10 @@ def load_run_curves(run_dir: str | Path, metric: str | None = None,
                     data_dir: str | None = None) -> tuple[str, str, np.ndarray]:
     """(label, metric, curves over seeds) of a finished run directory, read back from its stores."""
     config, seeds = _load_run(run_dir, data_dir)
-    metric = metric or config.output["report_metric"] or config.objectives[0].metric
+    metric = metric or config.output.report_metric or config.objectives[0].metric
     recorded = sorted({m for trials in seeds for t in trials for m in t.metrics})
     if metric not in recorded:
-        raise cfg.ConfigError(f"--metric {cfg.shown(metric)}: the trials of {run_dir} hold no such metric; "
+        raise cfg.ConfigError(f"--metric {shown(metric)}: the trials of {run_dir} hold no such metric; "
                               f"choose one of {', '.join(recorded)}")
     curves = [incumbent_curve(trials, config.objectives[0], metric, config.objectives) for trials in seeds]
     return f"{config.name} ({config.searcher['name']})", metric, _stack(curves)

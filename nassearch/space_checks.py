@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from nassearch.data import load_csv, load_json
+from nassearch.data.tables import load_csv, load_json
 from nassearch.model_cost import count_params
-from nassearch.nb101_table import load_nb101_table
-from spaces.nasbench101 import HASH_LABEL, NasBench101Space, cell_from_table, check_cell, nb101_hash, parse_cell
-from spaces.nasbench201 import NasBench201Space, format_arch, parse_arch
+from nassearch.data.nb101_table import load_nb101_table
+from nassearch.spaces.nasbench101 import NasBench101Space
+from nassearch.spaces.nasbench101_cell import HASH_LABEL, cell_from_table, check_cell, nb101_hash, parse_cell
+from nassearch.spaces.nasbench201 import NasBench201Space, format_arch, parse_arch
 
 NB201_DATASETS = {"cifar10": (10, 32), "cifar100": (100, 32), "ImageNet16-120": (120, 16)}
 

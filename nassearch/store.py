@@ -13,12 +13,15 @@ stops with a :class:`RunDirError`. A full disk or read-only directory is one ``R
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 from pathlib import Path
 from typing import Any
 
-from nassearch.errors import RunDirError
+from nassearch.errors import NassearchError, RunDirError
+from nassearch.spaces.base import SearchSpace
+from nassearch.trial import Trial, TrialStatus
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS trials (
@@ -51,9 +54,15 @@ class TrialStore:
     ``TrialStore(path)`` creates a missing file; an existing file must hold all tables (a store with a
     table dropped is damaged, not silently recreated). ``readonly=True`` opens an existing store for
     reading only (validation, reports and plots of a run that may still be writing); its caller checks
-    ``missing_columns``."""
+    ``missing_columns``. ``TrialStore(None)`` keeps everything in memory (``nassearch.search`` without
+    ``storage``)."""
 
-    def __init__(self, path: str | Path, readonly: bool = False) -> None:
+    def __init__(self, path: str | Path | None, readonly: bool = False) -> None:
+        if path is None:  # in memory: nothing on disk to vanish or to validate
+            self.path, self._identity = None, None
+            self._db = sqlite3.connect(":memory:", isolation_level=None)
+            self._db.executescript(SCHEMA)
+            return
         self.path = Path(path)
         existed = self.path.is_file() and self.path.stat().st_size > 0
         if readonly and not existed:
@@ -103,22 +112,26 @@ class TrialStore:
 
     # trials -------------------------------------------------------------------------------
 
-    def add_trial(self, idx: int, arch: str, metrics: dict[str, float], cost_s: float, wall_s: float,
-                  status: str, started: float, finished: float, error: str = "") -> None:
-        """Commit one trial under its ask-order index ``idx`` (a parallel batch may commit out of order)."""
+    def add_trial(self, trial: Trial) -> None:
+        """Commit one trial under its ask-order index (a parallel batch may commit out of order)."""
         self._write("INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (idx, arch, json.dumps(metrics), cost_s, wall_s, status, started, finished, error))
+                    (trial.index, trial.arch_str, json.dumps(trial.metrics), trial.cost_s, trial.wall_s,
+                     trial.status.value, trial.started, trial.finished, trial.error))
 
     def raw_trials(self) -> list[tuple[Any, ...]]:
         """Every trial row in index order as stored (metrics still JSON text), for validation."""
         return self._db.execute(f"SELECT {', '.join(TRIAL_KEYS)} FROM trials ORDER BY idx").fetchall()
 
-    def trials(self) -> list[dict[str, Any]]:
-        """Every trial in ask order, as dicts with the column names as keys and metrics decoded."""
-        records = [dict(zip(TRIAL_KEYS, row)) for row in self.raw_trials()]
-        for record in records:
-            record["metrics"] = json.loads(record["metrics"])
-        return records
+    def trials(self, space: SearchSpace) -> list[Trial]:
+        """Every trial in ask order, its architecture parsed by ``space``; ValueError naming the first bad row
+        (``nassearch.repair`` validates a store row by row before a resume)."""
+        trials = []
+        for row in self.raw_trials():
+            try:
+                trials.append(parse_trial(row, space))
+            except ValueError as exc:
+                raise ValueError(f"trial store {self.path}, trial {row[0]}: {exc}") from None
+        return trials
 
     def num_trials(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
@@ -175,7 +188,7 @@ class TrialStore:
     def check_present(self) -> None:
         """Raise RunDirError if the store's file was deleted or replaced since it was opened, after saving the
         trials this connection still holds (back to the path, or beside it if another file is there)."""
-        if _identity(self.path) == self._identity:
+        if self.path is None or _identity(self.path) == self._identity:
             return
         rescue = self.path.with_name(self.path.name + ".rescued")
         with sqlite3.connect(rescue) as target:
@@ -204,3 +217,33 @@ def _identity(path: Path) -> tuple[int, int] | None:
 def _describe(missing: dict[str, tuple[str, ...]]) -> str:
     return "; ".join(f"table {table}" if columns == COLUMNS[table] else f"{table} columns {', '.join(columns)}"
                      for table, columns in missing.items())
+
+
+def parse_trial(row: tuple[Any, ...], space: SearchSpace) -> Trial:
+    """A stored row (``TRIAL_KEYS`` order, as ``raw_trials`` gives it) as a Trial; ValueError naming the first
+    bad field."""
+    idx, arch, metrics_text, cost_s, wall_s, status, started, finished, error = row
+    if not isinstance(idx, int) or idx < 0:
+        raise ValueError(f"index {idx!r} is not a trial index")
+    if status not in set(TrialStatus):
+        raise ValueError(f"status {status!r} is not one of {', '.join(TrialStatus)}")
+    try:
+        metrics = json.loads(metrics_text)
+    except (TypeError, ValueError):
+        raise ValueError("its metrics are not JSON") from None
+    if not isinstance(metrics, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in metrics.items()):
+        raise ValueError("its metrics are not a JSON object of numbers")
+    if status == "ok" and not all(math.isfinite(v) for v in metrics.values()):
+        raise ValueError("a successful trial with a non-finite metric")
+    for name, value in (("cost_s", cost_s), ("wall_s", wall_s), ("started", started), ("finished", finished)):
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{name} {value!r} is not a finite number")
+    if not isinstance(arch, str):
+        raise ValueError("its architecture is not text")
+    try:
+        parsed = space.from_str(arch)
+    except NassearchError as exc:
+        raise ValueError(f"its architecture does not parse ({exc})") from None
+    return Trial(index=idx, arch=parsed, arch_str=arch, metrics=metrics, cost_s=float(cost_s), wall_s=float(wall_s),
+                 status=status, started=float(started), finished=float(finished), error=str(error or ""))

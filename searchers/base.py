@@ -1,36 +1,16 @@
-"""The Searcher interface and the Trial it learns from."""
+"""The Searcher interface."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from nassearch.objectives import Objective, fitness
-from spaces.base import Arch, SearchSpace
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One evaluated architecture as the store records it and searchers see it."""
-
-    index: int
-    arch: Arch
-    arch_str: str
-    metrics: dict[str, float] = field(default_factory=dict)
-    cost_s: float = 0.0
-    wall_s: float = 0.0
-    status: str = "ok"
-    started: float = 0.0
-    finished: float = 0.0
-    error: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
+from nassearch.spaces.base import Arch, SearchSpace
+from nassearch.trial import Trial
 
 
 class Searcher(ABC):
@@ -44,6 +24,9 @@ class Searcher(ABC):
     """
 
     name: str = ""
+    #: Capabilities (``nassearch.protocols``) the space / predictor must have; checked before a run starts.
+    requires_space: tuple[type, ...] = ()
+    requires_predictor: tuple[type, ...] = ()
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], seed: int) -> None:
         self.space = space

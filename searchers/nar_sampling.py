@@ -45,10 +45,12 @@ from scipy.stats import entropy
 
 from nassearch.errors import SearchError
 from nassearch.predictors.nar import BatchStatistics, NARPredictor
-from searchers.base import HistorySearcher, Trial
-from spaces.base import Arch, SearchSpace
-from spaces.nasbench101 import INPUT, MAX_EDGES, MAX_VERTICES, OPS as NB101_OPS, OUTPUT, NB101Cell
-from spaces.nasbench201 import NUM_EDGES, OPS as NB201_OPS
+from nassearch.protocols import PredictsTiers, check_requirements
+from nassearch.searchers.base import HistorySearcher
+from nassearch.trial import Trial
+from nassearch.spaces.base import Arch, SearchSpace
+from nassearch.spaces.nasbench101_cell import INPUT, MAX_EDGES, MAX_VERTICES, OPS as NB101_OPS, OUTPUT, NB101Cell
+from nassearch.spaces.nasbench201 import NUM_EDGES, OPS as NB201_OPS
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +112,7 @@ class NARSampling(HistorySearcher):
     """Fit the NAR on a random training set, then sample, classify, score and evaluate the top-k."""
 
     name = "nar_sampling"
+    requires_predictor = (PredictsTiers,)
 
     def __init__(self, space, objectives, seed: int, predictor: NARPredictor | None = None,
                  mode: Literal["statistics", "random"] = "statistics", train_size: int = 1000, val_size: int = 256,
@@ -117,8 +120,7 @@ class NARSampling(HistorySearcher):
                  reuse: int = 25, kl_threshold: float = 2.5, batch_factor: float = 0.1, tier_index: int = 4,
                  force_interval: bool = False, max_trials: int = 100) -> None:
         super().__init__(space, objectives, seed)
-        if predictor is None or not hasattr(predictor, "tier_statistics"):
-            raise ValueError("nar_sampling needs the NAR predictor: add `predictor: {name: nar}` to the config")
+        check_requirements(type(self), space, predictor)
         if mode not in ("statistics", "random"):
             raise ValueError(f"mode must be 'statistics' or 'random', got {mode!r}")
         if mode == "statistics" and space.name not in CANDIDATE_BUILDERS:

@@ -36,8 +36,10 @@ from pymoo.core.sampling import Sampling
 from pymoo.problems.static import StaticProblem
 
 from nassearch.objectives import Objective
-from searchers.base import Searcher, Trial
-from spaces.base import Arch, SearchSpace
+from nassearch.protocols import SupportsCrossover
+from nassearch.searchers.base import Searcher
+from nassearch.trial import Trial
+from nassearch.spaces.base import Arch, SearchSpace
 
 #: How many architectures' keys the duplicate check remembers before starting afresh.
 CACHED_KEYS = 10_000
@@ -128,6 +130,7 @@ class NSGA2(Searcher):
     """NSGA-II over the config's objectives (population 50, crossover 0.9, mutation 1.0)."""
 
     name = "nsga2"
+    requires_space = (SupportsCrossover,)
 
     def __init__(self, space, objectives, seed: int, population_size: int = 50, crossover_prob: float = 0.9,
                  mutation_prob: float = 1.0) -> None:

@@ -23,8 +23,9 @@ import numpy as np
 
 from nassearch.graph import ArchGraph
 from nassearch.predictors.base import Predictor
-from searchers.base import HistorySearcher, Trial
-from spaces.base import Arch
+from nassearch.searchers.base import HistorySearcher
+from nassearch.trial import Trial
+from nassearch.spaces.base import Arch
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from searchers.base import Searcher, Trial
-from spaces.base import Arch
+from nassearch.searchers.base import Searcher
+from nassearch.trial import Trial
+from nassearch.spaces.base import Arch
 
 #: Draws per proposal before accepting a repeat (only reachable when the space is nearly exhausted).
 MAX_DRAWS = 1000

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from searchers.base import Searcher, Trial
-from spaces.base import Arch
+from nassearch.searchers.base import Searcher
+from nassearch.trial import Trial
+from nassearch.spaces.base import Arch
 
 
 class RegularizedEvolution(Searcher):

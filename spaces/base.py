@@ -7,13 +7,12 @@ the engine only moves it around and turns it into strings with ``to_str``/``from
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import numpy as np
 from torch import nn
 
-from nassearch.config import require_positive  # noqa: F401 (spaces and evaluators check their sizes with it)
 from nassearch.graph import ArchGraph
 from nassearch.model_cost import ModelCost
 
@@ -43,7 +42,11 @@ def arch_text(text: Any, error: Callable[[str], Exception]) -> str:
 
 
 class SearchSpace(ABC):
-    """A space of architectures: sampling, variation, encoding, strings, networks and costs."""
+    """A space of architectures: sampling, variation, encoding, strings, networks and costs.
+
+    Optional capabilities are declared by implementing them (``nassearch.protocols``): ``crossover(a, b, rng)``
+    (:class:`~nassearch.protocols.SupportsCrossover`) and ``enumerate()`` of a finite space
+    (:class:`~nassearch.protocols.Enumerable`)."""
 
     #: Registry name of the space (the ``space.name`` config value).
     name: str = ""
@@ -55,10 +58,6 @@ class SearchSpace(ABC):
     @abstractmethod
     def mutate(self, arch: Arch, rng: np.random.Generator) -> Arch:
         """A neighbour of ``arch`` that differs from it, by the space's mutation rule."""
-
-    def crossover(self, a: Arch, b: Arch, rng: np.random.Generator) -> Arch:
-        """A child combining ``a`` and ``b``; spaces without a meaningful crossover raise."""
-        raise NotImplementedError(f"space {self.name!r} defines no crossover")
 
     @abstractmethod
     def encode(self, arch: Arch) -> ArchGraph:
@@ -88,10 +87,6 @@ class SearchSpace(ABC):
         """Params and FLOPs (millions) for many architectures; spaces override with a vectorised form."""
         costs = [self.cost(a) for a in archs]
         return np.array([c.params_m for c in costs]), np.array([c.flops_m for c in costs])
-
-    def enumerate(self) -> Iterator[Arch]:
-        """Every architecture of a finite space; infinite or huge spaces raise."""
-        raise NotImplementedError(f"space {self.name!r} cannot be enumerated")
 
     def size(self) -> int | None:
         """Number of architectures, when known."""

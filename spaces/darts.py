@@ -7,7 +7,7 @@ is DARTS' own ``Genotype(normal=[('sep_conv_3x3', 0), ...], normal_concat=[2, 3,
 :func:`parse_genotype` accepts any genotype the network can build (literature cells such as NASNet-A
 have five nodes); the space itself holds cells of four nodes whose two inputs differ, with operations
 from ``SEARCH_OPS`` and concatenation ``[2, 3, 4, 5]``. The network is DARTS' ``NetworkCIFAR``
-(:mod:`spaces.darts_network`).
+(:mod:`nassearch.spaces.darts_network`).
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from nassearch.config import shown
+from nassearch.validation import shown
 from nassearch.errors import InvalidArchitecture
 from nassearch.graph import ArchGraph
 from nassearch.model_cost import ModelCost, model_cost
-from spaces.base import SearchSpace, arch_text, clip, require_positive
-from spaces.darts_network import OPERATIONS, NetworkCIFAR
+from nassearch.spaces.base import SearchSpace, arch_text, clip
+from nassearch.validation import require_positive
+from nassearch.spaces.darts_network import OPERATIONS, NetworkCIFAR
 
 #: The DARTS operations, in DARTS' order.
 PRIMITIVES: tuple[str, ...] = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3",

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from spaces.layers import ReLUConvBN
+from nassearch.spaces.layers import ReLUConvBN
 
 if TYPE_CHECKING:
-    from spaces.darts import Genotype
+    from nassearch.spaces.darts import Genotype
 
 
 class DilConv(nn.Sequential):

@@ -1,10 +1,6 @@
-"""NAS-Bench-101 (Ying et al., 2019): cells are DAGs of at most 7 vertices and 9 edges.
-
-A cell is an upper-triangular 0/1 adjacency matrix and one operation per vertex: ``input`` first,
-``output`` last, interior vertices one of ``conv3x3-bn-relu``, ``conv1x1-bn-relu``, ``maxpool3x3``.
-As in the official ``ModelSpec``, vertices not on an input->output path are pruned before a cell is
-checked (at most 7 vertices, at most 9 edges) or hashed. ``key`` is the official fingerprint: the md5
-iterative neighbourhood hash of ``nasbench/lib/graph_util.py``, invariant to vertex permutations.
+"""NAS-Bench-101 (Ying et al., 2019): the space of cells (DAGs of at most 7 vertices and 9 edges; their
+representation and rules are in :mod:`nassearch.spaces.nasbench101_cell`) and the network they build.
+``key`` is the official fingerprint, invariant to vertex permutations.
 
 Architectures keep the matrix they were made with (sampling draws 7-vertex matrices, as NB101's own
 random sampling does, and mutation edits that matrix); ``canonical`` gives the pruned cell.
@@ -14,9 +10,7 @@ String form: ``<V*V adjacency bits, row-major>|<op,op,...>``, e.g.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -24,124 +18,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from nassearch.config import shown
 from nassearch.errors import InvalidArchitecture
 from nassearch.graph import ArchGraph
 from nassearch.model_cost import ModelCost, model_cost
-from spaces.base import SearchSpace, arch_text, require_positive
+from nassearch.spaces.base import SearchSpace
+from nassearch.spaces.nasbench101_enumeration import DEFAULT_CACHE, enumerate_cells
+from nassearch.spaces.nasbench101_cell import (CONV1X1, CONV3X3, HASH_LABEL, INPUT, MAX_VERTICES, MAXPOOL3X3, OPS, OUTPUT,
+                                               NB101Cell, cell_from_table, check_cell, format_cell, nb101_hash,
+                                               parse_cell)
+from nassearch.validation import require_positive
 
-INPUT, OUTPUT = "input", "output"
-CONV3X3, CONV1X1, MAXPOOL3X3 = "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3"
-OPS: tuple[str, ...] = (CONV3X3, CONV1X1, MAXPOOL3X3)
-MAX_VERTICES = 7
-MAX_EDGES = 9
-#: Hash labels of graph_util: input -1, output -2, interior ops their index in OPS.
-HASH_LABEL = {INPUT: -1, OUTPUT: -2, **{op: i for i, op in enumerate(OPS)}}
 #: Node vocabulary of the encoded graph; ``pad`` fills cells with fewer than 7 vertices.
 GRAPH_VOCAB: tuple[str, ...] = (INPUT, *OPS, OUTPUT, "pad")
 #: Neural Predictor / NB101 regularized-evolution mutation rates (003 §2): per edge, per interior op.
 EDGE_MUTATION_PROB = 1 / 14
 OP_MUTATION_PROB = 1 / 10
-STRING_FORMAT = "<V*V adjacency bits, row-major>|input,<op>,...,output"
-
-
-@dataclass(frozen=True)
-class NB101Cell:
-    """A (possibly unpruned) NB101 cell: V x V upper-triangular 0/1 matrix and V operations."""
-
-    matrix: tuple[tuple[int, ...], ...]
-    ops: tuple[str, ...]
-
-    @staticmethod
-    def from_arrays(matrix: np.ndarray | Sequence[Sequence[int]], ops: Sequence[str]) -> NB101Cell:
-        return NB101Cell(tuple(tuple(int(v) for v in row) for row in np.asarray(matrix)), tuple(ops))
-
-    def array(self) -> np.ndarray:
-        return np.array(self.matrix, dtype=np.int64).reshape(len(self.ops), len(self.ops))
-
-    @property
-    def num_vertices(self) -> int:
-        return len(self.ops)
-
-
-def nb101_hash(matrix: np.ndarray, labels: Sequence[int]) -> str:
-    """The official NAS-Bench-101 fingerprint of a (pruned) cell (graph_util.hash_module)."""
-    vertices = matrix.shape[0]
-    in_edges, out_edges = matrix.sum(axis=0).tolist(), matrix.sum(axis=1).tolist()
-    hashes = [hashlib.md5(str(h).encode("utf-8")).hexdigest() for h in zip(out_edges, in_edges, labels)]
-    for _ in range(vertices):
-        hashes = [hashlib.md5(("".join(sorted(hashes[w] for w in range(vertices) if matrix[w, v])) + "|"
-                               + "".join(sorted(hashes[w] for w in range(vertices) if matrix[v, w])) + "|"
-                               + hashes[v]).encode("utf-8")).hexdigest()
-                  for v in range(vertices)]
-    return hashlib.md5(str(sorted(hashes)).encode("utf-8")).hexdigest()
-
-
-def prune(matrix: np.ndarray, ops: Sequence[str]) -> tuple[np.ndarray, list[str]] | None:
-    """Drop vertices not on an input->output path (ModelSpec semantics); None if output is unreachable."""
-    n = matrix.shape[0]
-    from_input, to_output = {0}, {n - 1}
-    for v in range(1, n):
-        if any(matrix[u, v] for u in from_input if u < v):
-            from_input.add(v)
-    for v in range(n - 2, -1, -1):
-        if any(matrix[v, w] for w in to_output if w > v):
-            to_output.add(v)
-    keep = sorted(from_input & to_output)
-    if n - 1 not in from_input or 0 not in to_output:
-        return None
-    return matrix[np.ix_(keep, keep)], [ops[i] for i in keep]
-
-
-def check_cell(cell: NB101Cell) -> tuple[np.ndarray, list[str]]:
-    """The pruned (matrix, ops) of a cell, or InvalidArchitecture naming what is wrong."""
-    n = len(cell.ops)
-    if n < 2:
-        raise InvalidArchitecture(f"NAS-Bench-101 cell needs at least input and output vertices, got {n}")
-    if len(cell.matrix) != n or any(len(row) != n for row in cell.matrix):
-        raise InvalidArchitecture(f"NAS-Bench-101 adjacency must be {n}x{n} for {n} ops")
-    matrix = cell.array()
-    if not np.isin(matrix, (0, 1)).all() or np.tril(matrix).any():
-        raise InvalidArchitecture("NAS-Bench-101 adjacency must be 0/1 and strictly upper triangular")
-    if cell.ops[0] != INPUT or cell.ops[-1] != OUTPUT:
-        raise InvalidArchitecture(f"NAS-Bench-101 ops must start with {INPUT!r} and end with {OUTPUT!r}, "
-                                  f"got {shown(cell.ops[0])} ... {shown(cell.ops[-1])}")
-    unknown = [op for op in cell.ops[1:-1] if op not in OPS]
-    if unknown:
-        raise InvalidArchitecture(f"unknown NAS-Bench-101 operation {shown(unknown[0])}; allowed: {', '.join(OPS)}")
-    pruned = prune(matrix, cell.ops)
-    if pruned is None:
-        raise InvalidArchitecture("NAS-Bench-101 cell has no path from input to output")
-    matrix, ops = pruned
-    if len(ops) > MAX_VERTICES:
-        raise InvalidArchitecture(f"NAS-Bench-101 cell has {len(ops)} vertices on input->output paths; "
-                                  f"at most {MAX_VERTICES} are allowed")
-    if matrix.sum() > MAX_EDGES:
-        raise InvalidArchitecture(f"NAS-Bench-101 cell has {int(matrix.sum())} edges; at most {MAX_EDGES} are allowed")
-    return matrix, ops
-
-
-def _cell_error(text: Any, problem: str) -> InvalidArchitecture:
-    return InvalidArchitecture(f"malformed NAS-Bench-101 architecture {shown(text)}: {problem}; "
-                               f"expected {STRING_FORMAT}")
-
-
-def parse_cell(text: str) -> NB101Cell:
-    """Parse ``<bits>|<ops>`` into a cell (not yet checked for validity)."""
-    text = arch_text(text, lambda problem: _cell_error(text, problem))
-    if text.count("|") != 1:
-        raise _cell_error(text, f"found {text.count('|')} '|', expected one between the bits and the ops")
-    bits, ops_text = text.split("|")
-    ops = tuple(op.strip() for op in ops_text.split(","))
-    if len(bits) != len(ops) ** 2 or set(bits) - {"0", "1"}:
-        raise _cell_error(text, f"{len(ops)} ops need {len(ops) ** 2} adjacency bits (0/1), got {len(bits)} "
-                                f"characters {shown(bits)}")
-    matrix = np.array([int(b) for b in bits], dtype=np.int64).reshape(len(ops), len(ops))
-    return NB101Cell.from_arrays(matrix, ops)
-
-
-def format_cell(cell: NB101Cell) -> str:
-    return "".join(str(v) for row in cell.matrix for v in row) + "|" + ",".join(cell.ops)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,7 +152,7 @@ class NasBench101Space(SearchSpace):
     @cached_property
     def table_cells(self) -> tuple[list[NB101Cell], dict[str, int]]:
         """Cells of the data directory's NB101 tables and their position by hash."""
-        from nassearch.nb101_table import load_nb101_table
+        from nassearch.data.nb101_table import load_nb101_table
 
         table = load_nb101_table(self.data_dir)
         cells = [cell_from_table(a, o) for a, o in zip(table["adjacency"], table["ops"])]
@@ -420,8 +311,6 @@ class NasBench101Space(SearchSpace):
         ``~/.cache/nassearch``), or the table's cells when restricted."""
         if self.restrict_to_table:
             return iter(self.table_cells[0])
-        from spaces.nasbench101_enumeration import DEFAULT_CACHE, enumerate_cells
-
         return iter(enumerate_cells(cache=DEFAULT_CACHE.expanduser()).cells())
 
     def size(self) -> int:
@@ -440,11 +329,3 @@ def propose_mutation(cell: NB101Cell, rng: np.random.Generator) -> NB101Cell:
             others = [op for op in OPS if op != ops[v]]
             ops[v] = others[int(rng.integers(len(others)))]
     return NB101Cell.from_arrays(matrix, ops)
-
-
-def cell_from_table(adjacency: str, ops: str) -> NB101Cell:
-    """A cell from the tables' encoding: 49-char padded adjacency (V x V top-left block) and V ops."""
-    names = ops.split(",")
-    v = len(names)
-    full = np.array([int(b) for b in adjacency], dtype=np.int64).reshape(MAX_VERTICES, MAX_VERTICES)
-    return NB101Cell.from_arrays(full[:v, :v], names)

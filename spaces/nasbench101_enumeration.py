@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from nassearch.errors import DataError
-from spaces.nasbench101 import HASH_LABEL, INPUT, MAX_EDGES, MAX_VERTICES, OPS, OUTPUT, NB101Cell, nb101_hash
+from nassearch.spaces.nasbench101_cell import HASH_LABEL, INPUT, MAX_EDGES, MAX_VERTICES, OPS, OUTPUT, NB101Cell, nb101_hash
 
 log = logging.getLogger(__name__)
 

@@ -18,12 +18,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from nassearch.config import shown
+from nassearch.validation import shown
 from nassearch.errors import InvalidArchitecture
 from nassearch.graph import ArchGraph
 from nassearch.model_cost import ModelCost, model_cost
-from spaces.base import SearchSpace, arch_text, require_positive
-from spaces.layers import ReLUConvBN
+from nassearch.spaces.base import SearchSpace, arch_text
+from nassearch.validation import require_positive
+from nassearch.spaces.layers import ReLUConvBN
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 #: (source node, destination node) of each edge, in the order of the official string.

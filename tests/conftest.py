@@ -2,6 +2,9 @@
 
 Tests that need benchmark tables take ``data_dir``: without ``$NASSEARCH_DATA`` they are skipped;
 with it set, a missing or broken table makes them fail (nothing here skips on missing files).
+
+Tests marked ``slow`` (training runs, multi-minute fault and kill tests, wheel builds) run only with
+``--all`` or when ``$CI`` is ``true`` (as ``.ci/run`` sets it); the default loop is the fast set.
 """
 
 from __future__ import annotations
@@ -14,10 +17,27 @@ import pandas as pd
 import pytest
 import torch
 
-from searchers.base import Trial
+from nassearch.trial import Trial
 
 NB201_12EPOCH = "nasbench201/nb201_12epoch.csv.gz"
 NB201_200EPOCH_SUBSET = "nasbench201/nb201_200epoch_subset.csv"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--all", action="store_true", help="also run the tests marked slow (as CI does)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: training-heavy or multi-minute test; runs with --all or CI=true")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--all") or os.environ.get("CI", "").lower() == "true":
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +51,7 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def nb201_space():
     """One default NB201 space (CIFAR-10 network) shared by the session, so its unit costs are measured once."""
-    from spaces.nasbench201 import NasBench201Space
+    from nassearch.spaces.nasbench201 import NasBench201Space
 
     return NasBench201Space()
 
@@ -39,15 +59,15 @@ def nb201_space():
 @pytest.fixture(scope="session")
 def nb201_evaluator(data_dir):
     """The CIFAR-10 NB201 tabular evaluator, built once (loading the table takes about a second)."""
-    from evaluators.tabular import NasBench201Tabular
-    from spaces.nasbench201 import NasBench201Space
+    from nassearch.evaluators.tabular import NasBench201Tabular
+    from nassearch.spaces.nasbench201 import NasBench201Space
 
     return NasBench201Tabular(NasBench201Space(), data_dir=str(data_dir))
 
 
 @pytest.fixture(scope="session")
 def nb201_table(data_dir) -> pd.DataFrame:
-    """The raw 12-epoch NB201 table read with pandas (independently of nassearch.data)."""
+    """The raw 12-epoch NB201 table read with pandas (independently of nassearch.data.tables)."""
     return pd.read_csv(data_dir / NB201_12EPOCH)
 
 

@@ -20,6 +20,7 @@ def one_line_error(capsys, argv):
     return err
 
 
+@pytest.mark.slow
 def test_run_prints_table_and_plot_overlays(make_config, data_dir, capsys, tmp_path):
     path = make_config(budget={"evaluations": 20})
     assert main(["run", str(path), "--repeats", "2", "--data-dir", str(data_dir), "--quiet"]) == 0
@@ -31,6 +32,7 @@ def test_run_prints_table_and_plot_overlays(make_config, data_dir, capsys, tmp_p
     assert out_png.stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_eval_prints_metrics_for_arch_strings(make_config, data_dir, capsys):
     assert main(["eval", str(make_config()), BEST, "--data-dir", str(data_dir)]) == 0
     record = json.loads(capsys.readouterr().out.strip())
@@ -43,11 +45,13 @@ def test_eval_prints_metrics_for_arch_strings(make_config, data_dir, capsys):
     (["--set", "searcher.sample_size=500"], "sample_size must lie in 1..population_size"),
     (["--set", "objectives.0.metric=accuracy"], "objectives[0].metric: 'accuracy' is not a metric"),
 ])
+@pytest.mark.slow
 def test_bad_config_is_one_line(make_config, data_dir, capsys, argv_tail, message):
     err = one_line_error(capsys, ["run", str(make_config()), "--data-dir", str(data_dir), *argv_tail])
     assert message in err
 
 
+@pytest.mark.slow
 def test_malformed_arch_string_is_one_line(make_config, data_dir, capsys):
     err = one_line_error(capsys, ["eval", str(make_config()), "|nor_conv_3x3~0|+|conv_7x7~0|none~1|",
                                   "--data-dir", str(data_dir)])
@@ -63,6 +67,7 @@ def test_missing_data_dir_and_missing_table_are_one_line(make_config, capsys, tm
     assert "nasbench201/nb201_12epoch.csv.gz not found" in err
 
 
+@pytest.mark.slow
 def test_data_list_and_verify(data_dir, capsys, tmp_path):
     assert main(["data", "verify", "--data-dir", str(data_dir)]) == 0
     out = capsys.readouterr().out
@@ -71,6 +76,7 @@ def test_data_list_and_verify(data_dir, capsys, tmp_path):
     assert capsys.readouterr().out.count("missing") >= 14
 
 
+@pytest.mark.slow
 def test_bench_evaluator_prints_throughput(make_config, data_dir, capsys):
     assert main(["bench", "evaluator", str(make_config()), "--data-dir", str(data_dir),
                  "--batch-sizes", "10", "1000", "--rounds", "2"]) == 0
@@ -78,6 +84,7 @@ def test_bench_evaluator_prints_throughput(make_config, data_dir, capsys):
     assert "query_batch" in out and "evaluate_batch" in out and "queries/s" in out
 
 
+@pytest.mark.slow
 def test_bench_executor_times_the_serial_executor_and_checks_delay(make_config, data_dir, capsys):
     config = str(make_config(budget={"evaluations": 6, "batch_size": 3}))
     assert main(["bench", "executor", config, "--delay", "0.05", "--data-dir", str(data_dir)]) == 0
@@ -90,6 +97,7 @@ def test_bench_executor_times_the_serial_executor_and_checks_delay(make_config, 
     assert "--delay must be >= 0" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_console_script_exits_nonzero_without_traceback(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"name": "x", "space": {"name": "nasbench201"}, "serch": 1}))
@@ -99,6 +107,7 @@ def test_console_script_exits_nonzero_without_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_spaces_list_and_verify_nasbench201(data_dir, capsys):
     assert main(["spaces", "list"]) == 0
     out = capsys.readouterr().out
@@ -109,9 +118,10 @@ def test_spaces_list_and_verify_nasbench201(data_dir, capsys):
     assert out.count("783       783") == 6
 
 
+@pytest.mark.slow
 def test_darts_search_prints_the_retrain_command_of_its_best_cell(data_dir, capsys, tmp_path):
-    from evaluators.retrain import resolve_target
-    from spaces.darts import format_genotype
+    from nassearch.training.retrain import resolve_target
+    from nassearch.spaces.darts import format_genotype
 
     config = tmp_path / "darts.yaml"
     config.write_text(yaml.safe_dump({

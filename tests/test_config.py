@@ -21,9 +21,9 @@ def test_defaults_are_resolved_from_constructor_signatures():
                                 "cost_per_query_s": 1.0}
     assert config.space["channels"] == 16
     assert config.executor == {"name": "serial"}
-    assert config.budget == {"evaluations": 10, "cost_seconds": None, "batch_size": 1}
+    assert config.budget == cfg.Budget(evaluations=10, cost_seconds=None, batch_size=1)
     assert config.objectives[0].mode == "max"
-    assert config.output["dir"] == "runs" and config.output["report_metric"] == "test_acc"
+    assert config.output.dir == "runs" and config.output.report_metric == "test_acc"
 
 
 def test_resolved_config_round_trips_through_yaml():
@@ -73,7 +73,7 @@ def test_overrides_parse_values_as_yaml_and_reach_lists(tmp_path):
     config = cfg.validate(raw)
     assert config.searcher["population_size"] == 50
     assert config.objectives[0].mode == "min"
-    assert config.output["plots"] is False
+    assert config.output.plots is False
     assert config.evaluator["latency_devices"] == ["1080ti_bs1", "pixel3"]
 
 
@@ -105,15 +105,15 @@ def test_unreadable_and_invalid_yaml(tmp_path):
 def test_metrics_are_checked_against_the_evaluator():
     config = cfg.validate({**base_raw(), "objectives": [{"metric": "val_accuracy"}]})
     with pytest.raises(ConfigError, match=r"objectives\[0\].metric: 'val_accuracy' is not a metric.*available: val_acc"):
-        cfg.check_metrics(config, ("val_acc", "test_acc"), "nb201_tabular")
+        cfg.check_metrics(config.objectives, config.output.report_metric, ("val_acc", "test_acc"), "nb201_tabular")
 
 
 def test_shipped_experiments_validate():
     from pathlib import Path
 
-    from evaluators.retrain import load_retrain_config
-    from nassearch.latency_bench import validate_latency_bench
-    from nassearch.predictor_bench import load_raw, validate_bench
+    from nassearch.training.retrain import load_retrain_config
+    from nassearch.bench.latency import validate_latency_bench
+    from nassearch.bench.predictors import load_raw, validate_bench
 
     paths = sorted(Path(__file__).resolve().parents[1].joinpath("experiments").glob("*.yaml"))
     assert len(paths) >= 7

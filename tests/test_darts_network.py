@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from spaces.darts import Genotype
-from spaces.darts_genotypes import KNOWN_GENOTYPES, PUBLISHED_PARAMS_M
-from spaces.darts_network import (OPERATIONS, AuxiliaryHeadCIFAR, Cell, FactorizedReduce, NetworkCIFAR, SepConv,
+from nassearch.spaces.darts import Genotype
+from nassearch.spaces.darts_genotypes import KNOWN_GENOTYPES, PUBLISHED_PARAMS_M
+from nassearch.spaces.darts_network import (OPERATIONS, AuxiliaryHeadCIFAR, Cell, FactorizedReduce, NetworkCIFAR, SepConv,
                                   Zero, drop_path)
 
 DARTS_V2 = KNOWN_GENOTYPES["DARTS_V2"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nassearch import data
+from nassearch.data import tables as data
 from nassearch.errors import DataError
 
 NB201 = "nb201_12epoch"
@@ -172,6 +172,7 @@ def test_verify_reports_schema_problems_as_corrupt(monkeypatch, tmp_path):
 # --------------------------------------------------------------------------------------- list / verify
 
 
+@pytest.mark.slow
 def test_verify_tables_reports_ok_for_every_real_table(data_dir):
     statuses = data.verify_tables(data_dir)
     assert [s.spec.name for s in statuses] == list(data.TABLES)

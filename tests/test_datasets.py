@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from evaluators.datasets import (CIFAR10_MEAN, Cutout, cifar10_transforms, load_cifar10, train_valid_split,
+from nassearch.training.datasets import (CIFAR10_MEAN, Cutout, cifar10_transforms, load_cifar10, train_valid_split,
                                  write_synthetic_cifar10)
 from nassearch.errors import DataError
 

@@ -13,14 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from evaluators.base import Result
-from evaluators.delayed import Delayed
+from nassearch.evaluators.base import Result
+from nassearch.evaluators.delayed import Delayed
 from nassearch import config as cfg
 from nassearch import runner
 from nassearch.errors import ConfigError
 from nassearch.executors import Failure, RayExecutor, SerialExecutor
 from nassearch.report import best_trial
+from nassearch.spaces.nasbench201 import NasBench201Space
 from nassearch.store import TrialStore
+
+SPACE = NasBench201Space()
 
 
 def run_one_seed(make_config, data_dir, executor, directory, evaluator=None):
@@ -34,7 +37,7 @@ def run_one_seed(make_config, data_dir, executor, directory, evaluator=None):
 
 def stored(directory):
     with TrialStore(directory / "trials.sqlite") as store:
-        return store.trials()
+        return store.trials(SPACE)
 
 
 class ReversedExecutor:
@@ -80,32 +83,34 @@ def test_serial_executor_yields_every_position_in_order(nb201_evaluator, random_
     assert [r.metrics for _, r in outcomes] == [nb201_evaluator.evaluate(a).metrics for a in archs]
 
 
+@pytest.mark.slow
 def test_store_order_is_ask_order_when_results_finish_out_of_order(make_config, data_dir, tmp_path):
     _, serial, serial_dir = run_one_seed(make_config, data_dir, SerialExecutor(), directory=tmp_path / "serial")
     _, reversed_, reversed_dir = run_one_seed(make_config, data_dir, ReversedExecutor(), directory=tmp_path / "rev")
     assert [t.arch_str for t in reversed_.trials] == [t.arch_str for t in serial.trials]
     rows = stored(reversed_dir)
-    assert [r["idx"] for r in rows] == list(range(16))
-    assert [(r["arch"], r["metrics"]) for r in rows] == [(r["arch"], r["metrics"]) for r in stored(serial_dir)]
+    assert [r.index for r in rows] == list(range(16))
+    assert [(r.arch_str, r.metrics) for r in rows] == [(r.arch_str, r.metrics) for r in stored(serial_dir)]
 
 
+@pytest.mark.slow
 def test_interrupted_parallel_batch_resumes_without_losing_or_repeating(make_config, data_dir, tmp_path):
     _, serial, _ = run_one_seed(make_config, data_dir, SerialExecutor(), directory=tmp_path / "serial")
     with pytest.raises(KeyboardInterrupt):
         run_one_seed(make_config, data_dir, InterruptedExecutor(batch=3), directory=tmp_path / "run")
-    held = [r["idx"] for r in stored(tmp_path / "run")]
+    held = [r.index for r in stored(tmp_path / "run")]
     assert held == [0, 1, 2, 3, 4, 5, 6, 7, 9, 11]  # batch 3 (trials 8-11) stored 11 and 9 before dying
     _, resumed, _ = run_one_seed(make_config, data_dir, SerialExecutor(), directory=tmp_path / "run")
-    assert [r["idx"] for r in stored(tmp_path / "run")] == list(range(16))
+    assert [r.index for r in stored(tmp_path / "run")] == list(range(16))
     assert [(t.arch_str, t.metrics) for t in resumed.trials] == [(t.arch_str, t.metrics) for t in serial.trials]
 
 
 def test_failed_evaluations_are_recorded_and_never_win(make_config, data_dir, tmp_path):
     config, seed_run, directory = run_one_seed(make_config, data_dir, FailingExecutor(), directory=tmp_path / "f")
     rows = stored(directory)
-    assert [r["idx"] for r in rows] == list(range(16))
-    assert [r["status"] for r in rows] == ["failed" if i % 4 == 2 else "ok" for i in range(16)]
-    assert all(r["metrics"] == {} for r in rows if r["status"] == "failed")
+    assert [r.index for r in rows] == list(range(16))
+    assert [r.status for r in rows] == ["failed" if i % 4 == 2 else "ok" for i in range(16)]
+    assert all(r.metrics == {} for r in rows if r.status == "failed")
     assert best_trial(seed_run.trials, config.objectives[0]).ok
 
 
@@ -145,6 +150,7 @@ def _worker_pids(task_name: str) -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 def test_killed_ray_worker_trial_is_rerun_and_the_run_matches_serial(local_ray, make_config, data_dir, tmp_path,
                                                                       caplog):
     _, serial, _ = run_one_seed(make_config, data_dir, SerialExecutor(), directory=tmp_path / "serial")
@@ -168,12 +174,13 @@ def test_killed_ray_worker_trial_is_rerun_and_the_run_matches_serial(local_ray, 
     assert killed, "no Ray worker was seen running a trial"
     assert any("failed on attempt 1" in r.message and "retrying" in r.message for r in caplog.records)
     rows = stored(directory)
-    assert [r["idx"] for r in rows] == list(range(16)) and all(r["status"] == "ok" for r in rows)
+    assert [r.index for r in rows] == list(range(16)) and all(r.status == "ok" for r in rows)
     assert [t.arch_str for t in ray_run.trials] == [t.arch_str for t in serial.trials]
     objective = cfg.load(make_config()).objectives[0]
     assert best_trial(ray_run.trials, objective).arch_str == best_trial(serial.trials, objective).arch_str
 
 
+@pytest.mark.slow
 def test_ray_evaluator_error_is_retried_then_reported(local_ray, nb201_evaluator, random_archs):
     good = random_archs(2, 0)
     outcomes = dict(RayExecutor(max_retries=1).run(nb201_evaluator, [good[0], "not an architecture", good[1]]))
@@ -184,6 +191,7 @@ def test_ray_evaluator_error_is_retried_then_reported(local_ray, nb201_evaluator
     assert outcomes[1].error and "\n" not in outcomes[1].error
 
 
+@pytest.mark.slow
 def test_ray_that_cannot_start_is_one_clear_error(monkeypatch):
     import ray
 

@@ -24,14 +24,17 @@ from nassearch.cli import main
 from nassearch.repair import read_seed
 from nassearch.run_dir import LOCK
 from nassearch.store import TrialStore
-from spaces.nasbench201 import NasBench201Space
+from nassearch.spaces.nasbench201 import NasBench201Space
+
+SPACE = NasBench201Space()
+pytestmark = pytest.mark.slow  # minutes of subprocess runs; CI runs them (tests/conftest.py)
 
 BUDGET = 1500
 
 
 def trial_rows(run_dir: Path, seed: int = 0) -> list[tuple]:
     with TrialStore(run_dir / f"seed-{seed}" / "trials.sqlite") as store:
-        return [(t["idx"], t["arch"], t["metrics"], t["status"]) for t in store.trials()]
+        return [(t.index, t.arch_str, t.metrics, t.status) for t in store.trials(SPACE)]
 
 
 def spawn(argv: list[str], err_path: Path, fault: str = "", preexec=None) -> subprocess.Popen:
@@ -89,7 +92,7 @@ def pause_at_evaluations(points: list[int], flags: Path) -> str:
     ``flags/paused-r`` and waits until ``flags/resume-r`` exists."""
     return f"""
 import pathlib, time
-from evaluators.tabular import NasBench201Tabular
+from nassearch.evaluators.tabular import NasBench201Tabular
 evaluate, calls, points, flags = NasBench201Tabular.evaluate, [0], {points!r}, pathlib.Path({str(flags)!r})
 def paced(self, arch):
     if calls[0] in points:

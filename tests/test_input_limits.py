@@ -8,12 +8,13 @@ import pytest
 import yaml
 
 from nassearch import config as cfg
+from nassearch.validation import MAX_EVALUATIONS, MAX_SEED, MAX_SETTING, MAX_YAML_BYTES, MAX_YAML_DEPTH
 from nassearch.cli import main
 from nassearch.errors import ConfigError, InvalidArchitecture
-from spaces.darts import DartsSpace, format_genotype
-from spaces.darts_genotypes import KNOWN_GENOTYPES
-from spaces.nasbench101 import NasBench101Space
-from spaces.nasbench201 import NasBench201Space
+from nassearch.spaces.darts import DartsSpace, format_genotype
+from nassearch.spaces.darts_genotypes import KNOWN_GENOTYPES
+from nassearch.spaces.nasbench101 import NasBench101Space
+from nassearch.spaces.nasbench201 import NasBench201Space
 
 NB201 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 NB101 = "0100001000010000|input,conv3x3-bn-relu,maxpool3x3,output"
@@ -46,7 +47,7 @@ LAUGHS = ("a: &a [x, x, x, x, x, x, x, x, x, x]\n"
     (LAUGHS + "seed: *i\n", ["line 5", "values once aliases are expanded"]),
     (LAUGHS.replace("[x,", "[xxxxxxxx,") + "name: *i\n", ["values once aliases are expanded"]),
     ("a: &a [1, *a]\n", ["alias *a refers to a value that contains it"]),
-    ("seed: " + "[" * 10_000 + "]" * 10_000 + "\n", [f"nested more than {cfg.MAX_YAML_DEPTH} levels"]),
+    ("seed: " + "[" * 10_000 + "]" * 10_000 + "\n", [f"nested more than {MAX_YAML_DEPTH} levels"]),
     ("seed: !!python/object/apply:os.system [touch /tmp/x]\n",
      ["line 1, column 7", "tag !!python/object/apply:os.system is not allowed", "plain YAML values"]),
     ("seed: !custom 3\n", ["tag !custom is not allowed"]),
@@ -75,7 +76,7 @@ def test_yaml_within_the_limits_is_read(tmp_path):
 
 def test_oversized_and_binary_config_files(tmp_path):
     big = tmp_path / "big.yaml"
-    big.write_text("# padding\n" * (cfg.MAX_YAML_BYTES // 10) + "name: t\n")
+    big.write_text("# padding\n" * (MAX_YAML_BYTES // 10) + "name: t\n")
     with pytest.raises(ConfigError) as error:
         cfg.read_config(big)
     one_line(error, "larger than 1 MiB", "is it the right file?")
@@ -158,10 +159,10 @@ def test_non_finite_and_absurd_numbers_are_refused(mutate, fragment):
 
 
 def test_numbers_at_the_limits_are_accepted():
-    config = cfg.validate({**base_raw(), "seed": cfg.MAX_SEED,
-                           "budget": {"evaluations": cfg.MAX_EVALUATIONS, "batch_size": cfg.MAX_SETTING}})
-    assert config.seed == 2**32 - 1 and config.budget["batch_size"] == 10**6
-    assert cfg.validate({**base_raw(), "budget": {"cost_seconds": 1e9}}).budget["cost_seconds"] == 1e9
+    config = cfg.validate({**base_raw(), "seed": MAX_SEED,
+                           "budget": {"evaluations": MAX_EVALUATIONS, "batch_size": MAX_SETTING}})
+    assert config.seed == 2**32 - 1 and config.budget.batch_size == 10**6
+    assert cfg.validate({**base_raw(), "budget": {"cost_seconds": 1e9}}).budget.cost_seconds == 1e9
 
 
 def test_yaml_nan_and_inf_reach_the_checks(tmp_path):
@@ -207,7 +208,7 @@ def test_nan_ranges_are_refused_by_constructors_too():
 def test_nar_sampling_training_set_larger_than_the_space_is_refused():
     from nassearch.predictors.nar import NARPredictor
     from nassearch.objectives import Objective
-    from searchers.nar_sampling import NARSampling
+    from nassearch.searchers.nar_sampling import NARSampling
 
     space, objectives = NasBench201Space(), [Objective("val_acc")]
     with pytest.raises(ValueError, match=r"train_size \+ val_size \(16,000\) distinct architectures exceed the 15,625"):
@@ -291,7 +292,7 @@ def test_malformed_strings_name_the_problem(space, text, fragments):
 
 
 def test_unknown_genotype_name_is_shortened():
-    from spaces.darts_genotypes import known_genotype
+    from nassearch.spaces.darts_genotypes import known_genotype
 
     with pytest.raises(InvalidArchitecture) as error:
         known_genotype("D" * 5000)

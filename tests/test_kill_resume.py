@@ -10,14 +10,19 @@ import time
 import numpy as np
 import pytest
 
+from nassearch.spaces.nasbench201 import NasBench201Space
 from nassearch.store import TrialStore
+
+pytestmark = pytest.mark.slow  # minutes of subprocess runs; CI runs them (tests/conftest.py)
+
+SPACE = NasBench201Space()
 
 BUDGET = 3000
 
 
 def stored(run_dir):
     with TrialStore(run_dir / "seed-0" / "trials.sqlite") as store:
-        return [(t["idx"], t["arch"], t["metrics"]) for t in store.trials()]
+        return [(t.index, t.arch_str, t.metrics) for t in store.trials(SPACE)]
 
 
 def count_trials(db):

@@ -11,11 +11,10 @@ from torch import nn
 
 from nassearch.cli import main
 from nassearch.errors import ConfigError, DataError, RunDirError
-from nassearch.latency_bench import (COLUMNS, METRIC_COLUMNS, LatencyTask, error_bound_accuracy, latency_metrics,
-                                     load_latency_results, mape, run_latency_bench, split_indices,
-                                     validate_latency_bench)
-from nassearch.latency_dataset import LatencyDataset
-from nassearch.network_graph import network_graph
+from nassearch.bench.latency import (COLUMNS, METRIC_COLUMNS, RESULTS, LatencyTask, error_bound_accuracy,
+                                     latency_metrics, mape, run_latency_bench, split_indices, validate_latency_bench)
+from nassearch.data.latency_dataset import LatencyDataset
+from nassearch.latency.network_graph import network_graph
 
 # --------------------------------------------------------------------------------------------- metrics
 
@@ -154,12 +153,13 @@ def metric_values(rows):
     return {(r["predictor"], r["device"], r["split"], r["seed"]): [r[c] for c in COLUMNS[4:10]] for r in rows}
 
 
+@pytest.mark.slow
 def test_end_to_end_files_numbers_and_resume(tmp_path, dataset_path):
     outcome = run_latency_bench(file_config(tmp_path, dataset_path))
     run_dir = outcome.run_dir
     # 2 predictors x (random + leave out conv3 + leave out conv1) x seeds 4, 5
     assert outcome.computed == 12 and len(outcome.rows) == 12
-    rows = load_latency_results(run_dir / "results.csv")
+    rows = RESULTS.read(run_dir / "results.csv")
     assert {(r["split"], r["train_size"], r["test_size"]) for r in rows} == {
         ("random", 12, 12), ("leave_out:conv3", 12, 12), ("leave_out:conv1", 12, 12)}
     assert {r["device"] for r in rows} == {"cpu: synthetic"} and {r["seed"] for r in rows} == {4, 5}
@@ -194,7 +194,7 @@ def test_end_to_end_files_numbers_and_resume(tmp_path, dataset_path):
     (run_dir / "results.csv").write_text("".join(lines[:dropped] + lines[dropped + 1:]) + "narformer_v2,cpu")
     again = run_latency_bench(file_config(tmp_path, dataset_path), workers=1)
     assert again.computed == 1
-    after = metric_values(load_latency_results(run_dir / "results.csv"))
+    after = metric_values(RESULTS.read(run_dir / "results.csv"))
     assert after.keys() == before.keys()
     for key in before:
         assert after[key] == pytest.approx(before[key], rel=1e-6), key
@@ -205,7 +205,7 @@ def test_end_to_end_files_numbers_and_resume(tmp_path, dataset_path):
         run_latency_bench(file_config(tmp_path, dataset_path), ["benchmark.train_fraction=0.6"])
     fresh = run_latency_bench(file_config(tmp_path, dataset_path, predictors=[{"name": "static_xgb"}], seeds=1),
                               overwrite=True)
-    assert fresh.computed == 3 and len(load_latency_results(run_dir / "results.csv")) == 3
+    assert fresh.computed == 3 and len(RESULTS.read(run_dir / "results.csv")) == 3
 
 
 def test_changed_data_missing_file_and_bad_split_sizes_are_refused(tmp_path, dataset_path):

@@ -7,11 +7,11 @@ from torch import nn
 
 from nassearch.cli import main
 from nassearch.errors import DataError
-from nassearch.latency import measure_latency_ms
-from nassearch.latency_dataset import (FAMILIES, LatencyDataset, NB201GraphBuilder, build_cpu_latency_dataset,
+from nassearch.latency.timing import measure_latency_ms
+from nassearch.data.latency_dataset import (FAMILIES, LatencyDataset, NB201GraphBuilder, build_cpu_latency_dataset,
                                        nb201_latency_dataset, nb201_latency_graphs)
-from nassearch.network_graph import LAYER_VOCAB, network_graph
-from spaces.nasbench201 import NasBench201Space, parse_arch
+from nassearch.latency.network_graph import LAYER_VOCAB, network_graph
+from nassearch.spaces.nasbench201 import NasBench201Space, parse_arch
 
 FAST = dict(warmup=1, repeats=2)
 
@@ -116,6 +116,7 @@ def test_nb201_builder_equals_tracing(arch):
     assert_same_graph(derived, network_graph(space.build_model(arch), (1, 3, 32, 32)))
 
 
+@pytest.mark.slow
 def test_nb201_latency_graphs_follow_the_table(data_dir):
     import pandas as pd
 

@@ -7,7 +7,7 @@ from scipy.stats import kendalltau
 
 from nassearch.predictors.nar import (NARPredictor, batch_statistics, batch_tiers, nar_features, tier_histogram,
                                       update_tier_embeddings)
-from spaces.nasbench101 import NasBench101Space
+from nassearch.spaces.nasbench101 import NasBench101Space
 
 PAPER_NB201_CODES = {"input": 0, "none": 0, "skip_connect": 1, "nor_conv_1x1": 2, "nor_conv_3x3": 3,
                      "avg_pool_3x3": 4, "output": 0}
@@ -121,6 +121,7 @@ def synthetic(nb201_space):
     return [nb201_space.encode(a) for a in archs], y
 
 
+@pytest.mark.slow
 def test_ranker_learns_a_synthetic_ranking(one_torch_thread, synthetic):
     graphs, y = synthetic
     nar = small_nar(seed=0, epochs=10).fit(graphs[:400], y[:400], val=(graphs[400:450], y[400:450]))
@@ -130,6 +131,7 @@ def test_ranker_learns_a_synthetic_ranking(one_torch_thread, synthetic):
     assert len(nar.tier_statistics.batches) == 8 and nar.tier_statistics.batches[0].flops_hist.shape == (5, 5)
 
 
+@pytest.mark.slow
 def test_ablation_modes(one_torch_thread, synthetic):
     graphs, y = synthetic
     ranking = small_nar(mode="ranking", epochs=2, tiers=3).fit(graphs[:100], y[:100])

@@ -5,10 +5,11 @@ import json
 import numpy as np
 import pytest
 
+from nassearch.errors import ConfigError
 from nassearch.objectives import Objective
 from nassearch.predictors.nar import NARPredictor
-from searchers.nar_sampling import CANDIDATE_BUILDERS, NARSampling, select_distribution
-from spaces.nasbench201 import OPS
+from nassearch.searchers.nar_sampling import CANDIDATE_BUILDERS, NARSampling, select_distribution
+from nassearch.spaces.nasbench201 import OPS
 
 TOP = np.array([0.0, 0.1, 0.1, 0.0])       # tier 1: bins 2-3
 FAR = np.array([0.1, 0.0, 0.0, 0.1])       # a low tier elsewhere: KL(top || far) is huge
@@ -70,6 +71,7 @@ def run(search, make_trial, evaluations, start=0):
     return history
 
 
+@pytest.mark.slow
 def test_constrained_candidates_satisfy_the_active_constraints(one_torch_thread, nb201_space, make_trial):
     search = searcher(nb201_space)
     run(search, make_trial, 200)
@@ -86,8 +88,9 @@ def test_constrained_candidates_satisfy_the_active_constraints(one_torch_thread,
     assert len(search._statistics_candidates(20)) == 20
 
 
+@pytest.mark.slow
 def test_table_restricted_candidates_are_table_cells_within_the_constraints(data_dir):
-    from spaces.nasbench101 import NasBench101Space
+    from nassearch.spaces.nasbench101 import NasBench101Space
 
     space = NasBench101Space(restrict_to_table=True, data_dir=str(data_dir))
     search = NARSampling(space, [Objective("val_acc", "max")], 0, predictor=small_nar())
@@ -100,6 +103,7 @@ def test_table_restricted_candidates_are_table_cells_within_the_constraints(data
     assert search._constrained(None, np.ones(1), (np.array([-2.0, -1.0]), bounds[1]), 25) == []
 
 
+@pytest.mark.slow
 def test_search_counts_training_set_then_top_k_per_iteration(one_torch_thread, nb201_space, make_trial):
     search = searcher(nb201_space)
     history = run(search, make_trial, 215)
@@ -108,6 +112,7 @@ def test_search_counts_training_set_then_top_k_per_iteration(one_torch_thread, n
     assert len(set(keys)) == len(keys)  # nothing proposed twice
 
 
+@pytest.mark.slow
 def test_state_round_trip_resumes_exactly(one_torch_thread, nb201_space, make_trial):
     original = searcher(nb201_space)
     before = run(original, make_trial, 205)
@@ -118,7 +123,7 @@ def test_state_round_trip_resumes_exactly(one_torch_thread, nb201_space, make_tr
 
 
 def test_settings_are_checked(nb201_space):
-    with pytest.raises(ValueError, match="predictor: {name: nar}"):
+    with pytest.raises(ConfigError, match="needs a predictor with PredictsTiers.*predictor: {name: nar}"):
         NARSampling(nb201_space, [Objective("val_acc", "max")], 0)
     with pytest.raises(ValueError, match="mode"):
         searcher(nb201_space, mode="evolution")
@@ -126,6 +131,7 @@ def test_settings_are_checked(nb201_space):
         searcher(nb201_space, top_k=50)
 
 
+@pytest.mark.slow
 def test_run_summaries_cover_the_search_phase_only(one_torch_thread, make_config, data_dir):
     from nassearch import config as cfg
     from nassearch.runner import run as run_search

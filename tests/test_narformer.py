@@ -116,10 +116,12 @@ def synthetic():
     return synthetic_cells(200, 400)
 
 
+@pytest.mark.slow
 def test_narformer_learns_a_known_function_of_the_graph(synthetic):
     assert_learns(NARFormerPredictor(seed=0, epochs=25, **SMALL), synthetic)
 
 
+@pytest.mark.slow
 def test_same_seed_same_predictions(synthetic):
     train_graphs, train_y, test_graphs, _ = synthetic
     a = NARFormerPredictor(seed=1, epochs=2, **SMALL).fit(train_graphs, train_y).predict(test_graphs[:50])

@@ -222,6 +222,7 @@ def test_constructor_validates_parameters():
 # ------------------------------------------------------------------------------------------ fitting
 
 
+@pytest.mark.slow
 def test_learns_a_known_function_of_cell_graphs(cells):
     assert_learns(NARFormerV2Predictor(seed=0, epochs=25, **SMALL), cells)
 
@@ -236,6 +237,7 @@ def test_same_seed_same_predictions_other_seed_differs(cells):
     assert not np.allclose(a, c)
 
 
+@pytest.mark.slow
 def test_latency_mode_fits_whole_network_graphs():
     rng = np.random.default_rng(1)
     graphs, y = zip(*(layer_graph(rng) for _ in range(240)))

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from nassearch.errors import DataError
-from spaces.nasbench101 import HASH_LABEL, OPS, cell_from_table, check_cell, nb101_hash
-from spaces.nasbench101_enumeration import (
+from nassearch.spaces.nasbench101_cell import HASH_LABEL, OPS, cell_from_table, check_cell, nb101_hash
+from nassearch.spaces.nasbench101_enumeration import (
     Enumeration,
     build_enumeration,
     enumerate_cells,
@@ -148,7 +148,7 @@ def test_cache_with_wrong_dtype_is_rejected(small, tmp_path):
 @pytest.mark.parametrize("tables, counts", [(("nb101_10k",), {4: 5, 5: 53}), (("nb101_1k_specs",), {4: 1, 5: 8})])
 def test_small_table_cells_are_the_representatives(small, data_dir, tables, counts):
     """The tables' cells of <= 5 vertices are enumerated, and their stored matrix/ops is our representative."""
-    from nassearch.nb101_table import load_nb101_table
+    from nassearch.data.nb101_table import load_nb101_table
 
     table = load_nb101_table(data_dir, tables)
     rows = table[table["num_vertices"] <= SMALL]

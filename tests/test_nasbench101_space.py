@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from evaluators.tabular import NasBench101Tabular
+from nassearch.evaluators.tabular import NasBench101Tabular
 from nassearch.errors import DataError, InvalidArchitecture
 from nassearch.model_cost import count_params
-from nassearch.nb101_table import load_nb101_table
-from spaces.nasbench101 import (CONV1X1, CONV3X3, EDGE_MUTATION_PROB, INPUT, MAXPOOL3X3, OP_MUTATION_PROB, OUTPUT,
-                                NasBench101Space, NB101Cell, cell_from_table, propose_mutation, vertex_channels)
+from nassearch.data.nb101_table import load_nb101_table
+from nassearch.spaces.nasbench101 import EDGE_MUTATION_PROB, OP_MUTATION_PROB, NasBench101Space, propose_mutation, vertex_channels
+from nassearch.spaces.nasbench101_cell import CONV1X1, CONV3X3, INPUT, MAXPOOL3X3, OUTPUT, NB101Cell, cell_from_table
 
 SPACE = NasBench101Space()
 
@@ -27,6 +27,7 @@ def nb101_table(data_dir):
     return load_nb101_table(data_dir)
 
 
+@pytest.mark.slow
 def test_every_stored_hash_is_reproduced(nb101_table):
     cells = [cell_from_table(a, o) for a, o in zip(nb101_table["adjacency"], nb101_table["ops"])]
     keys = [SPACE.key(c) for c in cells]
@@ -113,6 +114,7 @@ def test_sampling_draws_valid_seven_vertex_matrices_like_nb101():
     assert np.all(np.bincount(ops, minlength=3) > 300)
 
 
+@pytest.mark.slow
 def test_mutation_proposal_rates_are_1_over_14_and_1_over_10():
     rng = np.random.default_rng(2)
     parent = cell(np.triu(np.ones((7, 7), dtype=int), 1) * np.eye(7, k=1, dtype=int), [INPUT] + [CONV3X3] * 5 + [OUTPUT])
@@ -133,6 +135,7 @@ def test_mutate_returns_a_valid_cell_with_another_fingerprint():
         c = child
 
 
+@pytest.mark.slow
 def test_restricted_space_samples_and_mutates_inside_the_table(data_dir, nb101_table):
     space = NasBench101Space(restrict_to_table=True, data_dir=str(data_dir))
     hashes = set(nb101_table["hash"])
@@ -167,6 +170,7 @@ def test_network_forward_and_input_output_projection():
     assert SPACE.build_model(direct, stem_channels=8)(torch.zeros(1, 3, 8, 8)).shape == (1, 10)
 
 
+@pytest.mark.slow
 def test_built_network_parameter_counts_match_the_tables(nb101_table):
     """Every 100th table cell (the full check over all 11,292 is `nassearch spaces verify nasbench101`)."""
     sample = nb101_table.iloc[::100]

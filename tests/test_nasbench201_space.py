@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from nassearch.errors import InvalidArchitecture
-from spaces.nasbench201 import (EDGES, GRAPH_VOCAB, NUM_EDGES, OPS, Cell, NasBench201Space, ResidualReduction,
+from nassearch.spaces.nasbench201 import (EDGES, GRAPH_VOCAB, NUM_EDGES, OPS, Cell, NasBench201Space, ResidualReduction,
                                 arch_codes, format_arch, parse_arch)
 
 #: Row 0 of nasbench201/nb201_12epoch.csv.gz (NB201 index 0).

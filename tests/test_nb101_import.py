@@ -19,10 +19,11 @@ import pandas as pd
 import pytest
 
 from nassearch.errors import DataError
-from evaluators.tabular import NasBench101Tabular
+from nassearch.evaluators.tabular import NasBench101Tabular
 from nassearch.cli import main
-from nassearch.nb101_import import COLUMNS, import_nasbench101, masked_crc32c, read_tfrecord, write_tfrecord
-from spaces.nasbench101 import NasBench101Space, parse_cell
+from nassearch.data.nb101_import import COLUMNS, import_nasbench101, masked_crc32c, read_tfrecord, write_tfrecord
+from nassearch.spaces.nasbench101 import NasBench101Space
+from nassearch.spaces.nasbench101_cell import parse_cell
 
 SPACE = NasBench101Space()
 

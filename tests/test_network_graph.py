@@ -9,8 +9,8 @@ from torch import nn
 from nassearch.errors import NassearchError
 from nassearch.graph import LAYER_ATTRIBUTES, STATIC_PROPERTIES
 from nassearch.model_cost import count_flops, count_params
-from nassearch.network_graph import LAYER_VOCAB, NetworkTraceError, network_graph
-from spaces.nasbench201 import NasBench201Space
+from nassearch.latency.network_graph import LAYER_VOCAB, NetworkTraceError, network_graph
+from nassearch.spaces.nasbench201 import NasBench201Space
 
 NAN = np.nan
 

@@ -9,8 +9,8 @@ import pytest
 from nassearch.metrics import hypervolume_ratio, pareto_front, worst_point
 from nassearch.objectives import Objective
 from nassearch.runner import true_front
-from searchers.nsga2 import NSGA2
-from searchers.random_search import RandomSearch
+from nassearch.searchers.nsga2 import NSGA2
+from nassearch.searchers.random_search import RandomSearch
 
 TWO = [Objective("val_acc", "max"), Objective("lat", "min")]
 
@@ -97,7 +97,7 @@ def test_bad_settings_raise(nb201_space, kwargs, message):
 
 
 def test_nsga2_beats_random_search_on_nb201_latency(data_dir, nb201_space, make_trial):
-    from evaluators.tabular import NasBench201Tabular
+    from nassearch.evaluators.tabular import NasBench201Tabular
 
     evaluator = NasBench201Tabular(nb201_space, data_dir=str(data_dir), latency_devices=["1080ti_bs1"])
     objectives = [Objective("val_acc", "max"), Objective("lat_1080ti_bs1", "min")]

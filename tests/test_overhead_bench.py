@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from evaluators.base import Evaluator, Result
+from nassearch.evaluators.base import Evaluator, Result
 from nassearch import config as cfg
 from nassearch.cli import main
 from nassearch.errors import ConfigError
 from nassearch.executors import SerialExecutor
-from nassearch.overhead_bench import Timings, format_rows, measure, ratio, verdict, window_costs
+from nassearch.bench.overhead import Timings, format_rows, measure, ratio, verdict, window_costs
 from nassearch.runner import Components
-from spaces.darts import DartsSpace
+from nassearch.spaces.darts import DartsSpace
 
 
 def synthetic(n: int, overhead_ms, evaluator_ms: float = 2.0, predictor_every: int = 0,

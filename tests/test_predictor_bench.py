@@ -9,10 +9,10 @@ import yaml
 
 from nassearch.cli import main
 from nassearch.errors import ConfigError, RunDirError
-from nassearch.predictor_bench import (COLUMNS, Population, load_results, run_cell, run_predictor_bench,
-                                       train_indices, validate_bench)
+from nassearch.bench.harness import train_indices
+from nassearch.bench.predictors import COLUMNS, RESULTS, Population, run_cell, run_predictor_bench, validate_bench
 from nassearch.predictors.base import Predictor
-from spaces.nasbench201 import NasBench201Space
+from nassearch.spaces.nasbench201 import NasBench201Space
 
 
 class Ridge(Predictor):
@@ -59,13 +59,14 @@ def bench_config(tmp_path, **benchmark) -> dict:
             "output": {"dir": str(tmp_path / "runs")}}
 
 
+@pytest.mark.slow
 def test_bench_rows_files_resume_and_determinism(tmp_path, data_dir):
     factory, calls = counting_factory()
     outcome = run_predictor_bench(bench_config(tmp_path), overrides=["benchmark.seeds=2", "benchmark.workers=1"],
                                   data_dir=data_dir, predictor_factory=factory)
     run_dir = outcome.run_dir
     assert outcome.computed == 4 and len(calls) == 4 + 1  # + the prediction-speed measurement
-    rows = sorted(load_results(run_dir / "results.csv"), key=lambda r: (r["train_size"], r["seed"]))
+    rows = sorted(RESULTS.read(run_dir / "results.csv"), key=lambda r: (r["train_size"], r["seed"]))
     assert [(r["predictor"], r["train_size"], r["seed"]) for r in rows] == [
         ("ridge", 50, 3), ("ridge", 50, 4), ("ridge", 200, 3), ("ridge", 200, 4)]
     assert all(math.isfinite(r[c]) for r in rows for c in COLUMNS[3:])
@@ -84,7 +85,7 @@ def test_bench_rows_files_resume_and_determinism(tmp_path, data_dir):
                                 data_dir=data_dir, predictor_factory=factory)
     assert again.computed == 1 and calls == [("ridge", 3), ("ridge", 3)]
     assert "| ridge |" in again.table.split("prediction speed")[1]
-    redone = [r for r in load_results(run_dir / "results.csv") if (r["train_size"], r["seed"]) == (200, 3)]
+    redone = [r for r in RESULTS.read(run_dir / "results.csv") if (r["train_size"], r["seed"]) == (200, 3)]
     original = next(r for r in rows if (r["train_size"], r["seed"]) == (200, 3))
     assert len(redone) == 1
     for column in COLUMNS[3:7]:
@@ -97,6 +98,7 @@ def test_bench_rows_files_resume_and_determinism(tmp_path, data_dir):
                             predictor_factory=factory)
 
 
+@pytest.mark.slow
 def test_parallel_workers_give_the_serial_numbers(tmp_path, data_dir):
     factory, _ = counting_factory()
     results = {}
@@ -157,4 +159,4 @@ def test_results_file_ignores_a_half_written_row(tmp_path):
         writer.writeheader()
         writer.writerow({c: 1 for c in COLUMNS} | {"predictor": "ridge"})
         handle.write("ridge,50,4,0.5")
-    assert [(r["predictor"], r["train_size"]) for r in load_results(path)] == [("ridge", 1)]
+    assert [(r["predictor"], r["train_size"]) for r in RESULTS.read(path)] == [("ridge", 1)]

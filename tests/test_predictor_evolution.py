@@ -7,9 +7,9 @@ import pytest
 
 from nassearch.objectives import Objective
 from nassearch.predictors.xgb import XGBPredictor
-from searchers.predictor_evolution import PredictorGuidedEvolution
-from searchers.base import Trial
-from searchers.random_search import RandomSearch
+from nassearch.searchers.predictor_evolution import PredictorGuidedEvolution
+from nassearch.trial import Trial
+from nassearch.searchers.random_search import RandomSearch
 from tests.test_searchers import ask_and_tell, fitness_of, history_of
 
 OBJECTIVES = [Objective("val_acc")]
@@ -81,6 +81,7 @@ def test_settings_are_checked(nb201_space):
         make_searcher(nb201_space, initial_samples=1)
 
 
+@pytest.mark.slow
 def test_xgb_guided_evolution_beats_random_search_on_nb201(nb201_space, nb201_evaluator):
     """100 queries of the real NB201 table, 5 seeds: median best val_acc of predictor-guided > random.
 

@@ -71,10 +71,12 @@ def synthetic():
     lambda: GCNPredictor(seed=0, epochs=60, lr=1e-3),
     lambda: TNASPPredictor(seed=0, epochs=60, lr=1e-3),
 ], ids=["xgb", "mlp", "gcn", "tnasp"])
+@pytest.mark.slow
 def test_each_predictor_learns_a_known_function_of_the_graph(make, synthetic):
     assert_learns(make(), synthetic)
 
 
+@pytest.mark.slow
 def test_same_seed_same_predictions_other_seed_differs(synthetic):
     train_graphs, train_y, test_graphs, _ = synthetic
     a = GCNPredictor(seed=3, epochs=3).fit(train_graphs, train_y).predict(test_graphs)
@@ -165,6 +167,7 @@ def test_weight_decay_skips_biases_and_norms():
     assert len(no_decay["params"]) == 4  # two biases, the norm's weight and bias
 
 
+@pytest.mark.slow
 def test_validation_selects_the_best_epoch_and_ema_is_used(synthetic):
     train_graphs, train_y, test_graphs, test_y = synthetic
     val = (test_graphs[:100], test_y[:100])
@@ -174,6 +177,7 @@ def test_validation_selects_the_best_epoch_and_ema_is_used(synthetic):
     assert kendalltau(predictor.predict(val[0]), val[1]).statistic > 0.8
 
 
+@pytest.mark.slow
 def test_tnasp_self_evolution_trains_further_against_the_validation_constraints(synthetic):
     train_graphs, train_y, test_graphs, test_y = synthetic
     val = (test_graphs[:200], test_y[:200])
@@ -188,6 +192,7 @@ def test_tnasp_self_evolution_trains_further_against_the_validation_constraints(
     assert not np.allclose(evolved_predictions, plain.predict(val[0]))
 
 
+@pytest.mark.slow
 def test_gcn_two_stage_ranks_rejected_architectures_last(synthetic):
     train_graphs, train_y, test_graphs, _ = synthetic
     predictor = GCNPredictor(seed=0, epochs=20, lr=1e-3, two_stage=True).fit(train_graphs, train_y)

@@ -17,14 +17,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow  # each test starts Ray processes; CI runs them (tests/conftest.py)
+
 #: A nassearch CLI whose registry also has ``slow_nb201``: the NB201 table, half a second per evaluation.
 DRIVER = textwrap.dedent("""
     import sys
     import time
 
-    from evaluators.tabular import NasBench201Tabular
+    from nassearch.evaluators.tabular import NasBench201Tabular
     from nassearch.cli import main
-    from nassearch.registry import EVALUATORS
+    import nassearch
 
 
     class SlowTabular(NasBench201Tabular):
@@ -33,7 +35,7 @@ DRIVER = textwrap.dedent("""
             return super().evaluate(arch)
 
 
-    EVALUATORS._entries["slow_nb201"] = "__main__:SlowTabular"
+    nassearch.register("evaluator", "slow_nb201")(SlowTabular)
     sys.exit(main(sys.argv[1:]))
 """)
 
@@ -132,6 +134,7 @@ def terminated_run(tmp_path_factory, data_dir):
         driver.wait()
 
 
+@pytest.mark.slow
 def test_local_ray_listens_on_loopback_only(terminated_run):
     assert terminated_run["sockets"], "found no listening socket of the Ray instance"
     exposed = [(pid, _title(pid), address) for pid, address in terminated_run["sockets"]

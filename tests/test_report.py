@@ -17,7 +17,7 @@ PARAMS_MIN = Objective("params", mode="min")
 def trials(make_trial):
     """val_acc / test_acc per trial; trial 3 failed (with a tempting val_acc), trial 4 ties trial 2."""
     rows = [(50, 51), (40, 90), (60, 61), (99, 99), (60, 0), (70, 71)]
-    return [make_trial(i, {"val_acc": v, "test_acc": t}, status="error" if i == 3 else "ok",
+    return [make_trial(i, {"val_acc": v, "test_acc": t}, status="failed" if i == 3 else "ok",
                        cost_s=1.0 + i, wall_s=0.5) for i, (v, t) in enumerate(rows)]
 
 
@@ -37,7 +37,7 @@ def test_incumbent_curve_in_min_mode(make_trial):
 
 
 def test_incumbent_curve_is_nan_until_the_first_successful_trial(make_trial):
-    trials = [make_trial(0, {}, status="error"), make_trial(1, {"val_acc": float("nan")}),
+    trials = [make_trial(0, {}, status="failed"), make_trial(1, {"val_acc": float("nan")}),
               make_trial(2, {"test_acc": 5.0}), make_trial(3, {"val_acc": 1.0, "test_acc": 7.0}),
               make_trial(4, {"val_acc": 2.0})]
     curve = incumbent_curve(trials, VAL_MAX, "test_acc")
@@ -85,7 +85,7 @@ def test_best_trial_in_min_mode_picks_earliest_on_ties(make_trial):
 
 def test_best_trial_without_successful_trials_raises(make_trial):
     with pytest.raises(SearchError, match="no successful trial"):
-        best_trial([make_trial(0, {"val_acc": 1.0}, status="error")], VAL_MAX)
+        best_trial([make_trial(0, {"val_acc": 1.0}, status="failed")], VAL_MAX)
     with pytest.raises(SearchError):
         best_trial([], VAL_MAX)
 

@@ -15,12 +15,12 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from evaluators.datasets import write_synthetic_cifar10
-from evaluators.retrain import RetrainConfig, load_retrain_config, resolve_target
-from evaluators.training import classification_loss, train_epoch
+from nassearch.training.datasets import write_synthetic_cifar10
+from nassearch.training.retrain import RetrainConfig, load_retrain_config, resolve_target
+from nassearch.training.loops import classification_loss, train_epoch
 from nassearch.errors import ConfigError, RunDirError
-from spaces.darts import format_genotype
-from spaces.darts_genotypes import known_genotype
+from nassearch.spaces.darts import format_genotype
+from nassearch.spaces.darts_genotypes import known_genotype
 from tests.test_cli import one_line_error
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,6 +142,7 @@ def _log(out):
         return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_uninterrupted_log(tmp_path):
     write_synthetic_cifar10(tmp_path / "cifar", n_train=160, n_test=24)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}

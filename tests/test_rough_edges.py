@@ -54,7 +54,7 @@ def darts_config(tmp_path: Path) -> Path:
 
 def small_darts_space():
     """A DARTS space whose cost model takes about a second to measure."""
-    from spaces.darts import DartsSpace
+    from nassearch.spaces.darts import DartsSpace
 
     return DartsSpace(init_channels=8, layers=5)
 
@@ -87,8 +87,9 @@ def test_threads_key_and_flag(make_config, data_dir, capsys, restore_threads):
     capsys.readouterr()
 
 
+@pytest.mark.slow
 def test_surrogate_session_uses_the_thread_cap(data_dir, cache, restore_threads):
-    from evaluators.surrogate import NasBench301Surrogate
+    from nassearch.evaluators.surrogate import NasBench301Surrogate
 
     threads.limit_threads(2)
     surrogate = NasBench301Surrogate(small_darts_space(), data_dir=str(data_dir))
@@ -103,8 +104,8 @@ class Built(Exception):
 
 
 def test_cost_model_is_measured_once_then_read_from_the_cache(cache, monkeypatch):
-    from evaluators.surrogate import load_cost_model
-    from spaces.darts import DartsSpace
+    from nassearch.evaluators.surrogate import load_cost_model
+    from nassearch.spaces.darts import DartsSpace
 
     measured = small_darts_space()
     path = load_cost_model(measured)
@@ -122,9 +123,10 @@ def test_cost_model_is_measured_once_then_read_from_the_cache(cache, monkeypatch
         load_cost_model(DartsSpace(init_channels=8, layers=6))  # other settings: another file, measured
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["not json", "[]", "nan", "shape", "key"])
 def test_damaged_cost_model_cache_is_measured_again(cache, caplog, damage):
-    from evaluators.surrogate import load_cost_model
+    from nassearch.evaluators.surrogate import load_cost_model
 
     path = load_cost_model(small_darts_space())
     good = json.loads(path.read_text())
@@ -141,7 +143,7 @@ def test_damaged_cost_model_cache_is_measured_again(cache, caplog, damage):
 
 
 def test_unwritable_cache_warns_and_still_evaluates(tmp_path, monkeypatch, caplog):
-    from evaluators.surrogate import load_cost_model
+    from nassearch.evaluators.surrogate import load_cost_model
 
     (tmp_path / "file").write_text("")
     monkeypatch.setenv("NASSEARCH_CACHE", str(tmp_path / "file"))
@@ -187,15 +189,15 @@ def test_budget_smaller_than_the_nar_training_set_is_refused(make_config, capsys
     with pytest.raises(ConfigError, match="1,256 leaves no search"):
         cfg.load(make_config(predictor=NAR_PREDICTOR, searcher=NAR_SEARCHER, budget={"evaluations": 1256}))
     assert cfg.load(make_config(predictor=NAR_PREDICTOR, searcher=NAR_SEARCHER,
-                                budget={"evaluations": 1257})).budget["evaluations"] == 1257
+                                budget={"evaluations": 1257})).budget.evaluations == 1257
 
 
 # --- eval of published genotype names ---------------------------------------------------------------------
 
 
 def test_eval_takes_published_genotype_names(tmp_path, data_dir, cache, capsys):
-    from spaces.darts import format_genotype
-    from spaces.darts_genotypes import KNOWN_GENOTYPES
+    from nassearch.spaces.darts import format_genotype
+    from nassearch.spaces.darts_genotypes import KNOWN_GENOTYPES
 
     path = str(darts_config(tmp_path))
     assert main(["eval", path, "DARTS_V2", format_genotype(KNOWN_GENOTYPES["DARTS_V2"]),
@@ -268,6 +270,7 @@ def figures(monkeypatch):
         close(figure)
 
 
+@pytest.mark.slow
 def test_plot_command_titles_name_benchmark_and_dataset(make_config, data_dir, tmp_path, capsys, figures):
     from nassearch.objectives import Objective
     from nassearch.plots import plot_pareto
@@ -291,6 +294,7 @@ def test_plot_command_titles_name_benchmark_and_dataset(make_config, data_dir, t
 # --- the contention benchmark -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_contention_bench_times_a_quiet_and_a_competing_run(make_config, data_dir, capsys):
     assert main(["bench", "contention", str(make_config(budget={"evaluations": 10})), "--data-dir", str(data_dir),
                  "--threads", "1"]) == 0

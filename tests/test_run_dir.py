@@ -14,13 +14,17 @@ from nassearch import runner
 from nassearch.cli import main
 from nassearch.errors import ConfigError
 from nassearch.run_dir import LOCK, DirectoryLock
+from nassearch.validation import check_name
+from nassearch.spaces.nasbench201 import NasBench201Space
 from nassearch.store import TrialStore
 from tests.test_cli import one_line_error
+
+SPACE = NasBench201Space()
 
 
 def trial_rows(run_dir: Path, seed: int = 0) -> list[tuple]:
     with TrialStore(run_dir / f"seed-{seed}" / "trials.sqlite") as store:
-        return [(t["idx"], t["arch"], t["metrics"], t["status"]) for t in store.trials()]
+        return [(t.index, t.arch_str, t.metrics, t.status) for t in store.trials(SPACE)]
 
 
 def run_argv(path: Path, data_dir: Path, *extra: str) -> list[str]:
@@ -58,6 +62,7 @@ def test_overwrite_refuses_a_directory_nassearch_did_not_create(make_config, dat
     assert (mine / "thesis.tex").read_text() == "years of work"
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_a_run_directory_nassearch_made(make_config, data_dir, tmp_path):
     path = make_config(budget={"evaluations": 5})
     assert main(run_argv(path, data_dir)) == 0
@@ -79,14 +84,15 @@ def test_overwrite_never_follows_a_symlinked_run_directory(make_config, data_dir
 
 def test_check_name_accepts_plain_names():
     for name in ("nb201_regevo", "a", "run.2", "x-1", "_tmp", "9"):
-        cfg.check_name(name)
+        check_name(name)
     with pytest.raises(ConfigError):
-        cfg.check_name("..")
+        check_name("..")
 
 
 # --------------------------------------------------------------------------------------- one writer
 
 
+@pytest.mark.slow
 def test_a_held_directory_refuses_a_second_writer_naming_the_holder(make_config, data_dir, capsys, tmp_path):
     path = make_config(budget={"evaluations": 5})
     assert main(run_argv(path, data_dir)) == 0
@@ -99,6 +105,7 @@ def test_a_held_directory_refuses_a_second_writer_naming_the_holder(make_config,
     assert len(trial_rows(run_dir)) == 5
 
 
+@pytest.mark.slow
 def test_a_stale_lock_of_a_dead_process_is_taken_over(make_config, data_dir, tmp_path):
     path = make_config(budget={"evaluations": 5})
     assert main(run_argv(path, data_dir)) == 0
@@ -161,6 +168,7 @@ DAMAGES = {  # name -> (damage, words of the message, trials --repair keeps)
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", list(DAMAGES))
 def test_damaged_store_is_refused_then_repaired_to_the_uninterrupted_trials(make_config, data_dir, capsys,
                                                                            tmp_path, damage):
@@ -186,6 +194,7 @@ def test_damaged_store_is_refused_then_repaired_to_the_uninterrupted_trials(make
     assert main(["plot", str(run_dir)]) == 0
 
 
+@pytest.mark.slow
 def test_damaged_config_yaml_is_refused_then_rewritten_by_repair(make_config, data_dir, capsys, tmp_path):
     path = make_config(budget={"evaluations": 10})
     assert main(run_argv(path, data_dir)) == 0
@@ -217,8 +226,8 @@ def test_resume_of_what_is_not_a_run_directory_writes_nothing_there(make_config,
 
 
 def test_a_nan_metric_becomes_a_failed_trial_with_its_reason(make_config, data_dir, monkeypatch, tmp_path):
-    from evaluators.base import Result
-    from evaluators.tabular import NasBench201Tabular
+    from nassearch.evaluators.base import Result
+    from nassearch.evaluators.tabular import NasBench201Tabular
 
     original = NasBench201Tabular.evaluate
 
@@ -234,12 +243,13 @@ def test_a_nan_metric_becomes_a_failed_trial_with_its_reason(make_config, data_d
     failed = [t for t in outcome.trials[0] if not t.ok]
     assert failed and all(t.arch[0] == 0 and t.error.startswith("the evaluator returned val_acc=nan") for t in failed)
     with TrialStore(outcome.run_dir / "seed-0" / "trials.sqlite") as store:
-        stored = {t["idx"]: t for t in store.trials()}
-    assert all(stored[t.index]["status"] == "failed" and "val_acc=nan" in stored[t.index]["error"] for t in failed)
+        stored = {t.index: t for t in store.trials(SPACE)}
+    assert all(stored[t.index].status == "failed" and "val_acc=nan" in stored[t.index].error for t in failed)
     best = outcome.summary["per_seed"]["0"]["best"]
     assert best["metrics"]["val_acc"] == best["metrics"]["val_acc"]  # not NaN
 
 
+@pytest.mark.slow
 def test_objective_bounds_hold_for_single_objective_searchers(make_config, data_dir, tmp_path):
     for searcher in ({"name": "regularized_evolution", "population_size": 20, "sample_size": 5},
                      {"name": "random_search"}):

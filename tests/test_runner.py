@@ -6,18 +6,22 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evaluators.tabular import NasBench201Tabular
+from nassearch.evaluators.tabular import NasBench201Tabular
 from nassearch import config as cfg
 from nassearch import runner
 from nassearch.errors import RunDirError
+from nassearch.spaces.nasbench201 import NasBench201Space
 from nassearch.store import TrialStore
+
+SPACE = NasBench201Space()
 
 
 def trial_rows(run_dir, seed=0):
     with TrialStore(run_dir / f"seed-{seed}" / "trials.sqlite") as store:
-        return [(t["idx"], t["arch"], t["metrics"], t["cost_s"]) for t in store.trials()]
+        return [(t.index, t.arch_str, t.metrics, t.cost_s) for t in store.trials(SPACE)]
 
 
+@pytest.mark.slow
 def test_run_writes_trials_config_summary_and_plot(make_config, data_dir):
     config = cfg.load(make_config(budget={"evaluations": 40}))
     outcome = runner.run(config, repeats=2, data_dir=str(data_dir))
@@ -40,6 +44,7 @@ def test_run_writes_trials_config_summary_and_plot(make_config, data_dir):
     assert "mean±std" in outcome.table
 
 
+@pytest.mark.slow
 def test_same_seed_same_trials_different_seed_different(make_config, data_dir, tmp_path):
     config = cfg.load(make_config(budget={"evaluations": 30}))
     a = runner.run(config, data_dir=str(data_dir)).run_dir
@@ -49,6 +54,7 @@ def test_same_seed_same_trials_different_seed_different(make_config, data_dir, t
     assert [r[1] for r in trial_rows(a)] != [r[1] for r in trial_rows(c, seed=1)]
 
 
+@pytest.mark.slow
 def test_existing_run_dir_is_not_clobbered(make_config, data_dir):
     config = cfg.load(make_config(budget={"evaluations": 5}))
     run_dir = runner.run(config, data_dir=str(data_dir)).run_dir
@@ -57,6 +63,7 @@ def test_existing_run_dir_is_not_clobbered(make_config, data_dir):
     assert runner.run(config, overwrite=True, data_dir=str(data_dir)).run_dir == run_dir
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_different_config(make_config, data_dir):
     config = cfg.load(make_config(budget={"evaluations": 5}))
     run_dir = runner.run(config, data_dir=str(data_dir)).run_dir
@@ -69,6 +76,7 @@ class Crash(Exception):
     pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch_size", [1, 7])
 @pytest.mark.parametrize("crash_at", [1, 19, 20, 21, 58])
 def test_crash_then_resume_gives_the_uninterrupted_trials(make_config, data_dir, monkeypatch, crash_at, batch_size):
@@ -90,12 +98,13 @@ def test_crash_then_resume_gives_the_uninterrupted_trials(make_config, data_dir,
     with pytest.raises(Crash):
         runner.run(config, data_dir=str(data_dir))
     monkeypatch.setattr(NasBench201Tabular, "evaluate", original)
-    run_dir = Path(config.output["dir"]) / config.name
+    run_dir = Path(config.output.dir) / config.name
     assert len(trial_rows(run_dir)) == crash_at
     resumed = runner.run(config, resume=run_dir, data_dir=str(data_dir)).run_dir
     assert trial_rows(resumed) == trial_rows(clean)
 
 
+@pytest.mark.slow
 def test_resume_extends_repeats_and_budget_is_by_cost(make_config, data_dir):
     config = cfg.load(make_config(budget={"cost_seconds": 12.5}, evaluator={"name": "nb201_tabular",
                                                                          "cost_per_query_s": 2.0}))

@@ -22,14 +22,14 @@ import torch
 import yaml
 from numpy.core.multiarray import _reconstruct
 
-from evaluators.datasets import BATCH_FOLDER, load_cifar10, write_synthetic_cifar10
-from evaluators.retrain import RetrainConfig, resolve_target, retrain
-from evaluators.tabular import NasBench101Tabular
-from nassearch import data
+from nassearch.training.datasets import BATCH_FOLDER, load_cifar10, write_synthetic_cifar10
+from nassearch.training.retrain import RetrainConfig, resolve_target, retrain
+from nassearch.evaluators.tabular import NasBench101Tabular
+from nassearch.data import tables as data
 from nassearch.cli import main
-from nassearch.nb101_import import import_nasbench101
-from spaces.darts import format_genotype
-from spaces.darts_genotypes import known_genotype
+from nassearch.data.nb101_import import import_nasbench101
+from nassearch.spaces.darts import format_genotype
+from nassearch.spaces.darts_genotypes import known_genotype
 from tests.test_cli import one_line_error
 from tests.test_data import fake_table
 from tests.test_nb101_import import SPACE, record, synthetic_runs, write_runs, write_tfrecord
@@ -469,12 +469,13 @@ def nb301_dir(data_dir, tmp_path) -> Path:
 
 
 def surrogate(data_dir: Path):
-    from evaluators.surrogate import NasBench301Surrogate
-    from spaces.darts import DartsSpace
+    from nassearch.evaluators.surrogate import NasBench301Surrogate
+    from nassearch.spaces.darts import DartsSpace
 
     return NasBench301Surrogate(DartsSpace(), data_dir=str(data_dir))
 
 
+@pytest.mark.slow
 def test_a_truncated_surrogate_model_is_one_line(monkeypatch, nb301_dir):
     path = nb301_dir / data.TABLES["yahpo_nb301_model"].path
     assert len(surrogate(nb301_dir).metrics) == 5  # the intact copy loads

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from nassearch.objectives import Objective
-from searchers.random_search import RandomSearch
-from searchers.regularized_evolution import RegularizedEvolution
+from nassearch.searchers.random_search import RandomSearch
+from nassearch.searchers.regularized_evolution import RegularizedEvolution
 
 OBJECTIVES = [Objective("val_acc")]
 
@@ -137,14 +137,14 @@ def test_failed_trials_are_least_fit_and_survive_json(nb201_space, make_trial):
     searcher = RegularizedEvolution(nb201_space, [Objective("params", mode="min")], seed=12,
                                     population_size=3, sample_size=3)
     archs = searcher.ask(3)
-    searcher.tell([make_trial(0, {"params": 2.0}, arch=archs[0]), make_trial(1, {}, status="error", arch=archs[1]),
+    searcher.tell([make_trial(0, {"params": 2.0}, arch=archs[0]), make_trial(1, {}, status="failed", arch=archs[1]),
                    make_trial(2, {"params": 0.5}, arch=archs[2])])
     assert [f for _, f in searcher.population] == [-2.0, -np.inf, -0.5]
     restored = RegularizedEvolution(nb201_space, [Objective("params", mode="min")], seed=0,
                                     population_size=3, sample_size=3)
     restored.load_state_dict(json_round_trip(searcher.state_dict()),
                              [make_trial(0, {"params": 2.0}, arch=archs[0]),
-                              make_trial(1, {}, status="error", arch=archs[1]),
+                              make_trial(1, {}, status="failed", arch=archs[1]),
                               make_trial(2, {"params": 0.5}, arch=archs[2])])
     assert list(restored.population) == list(searcher.population)
 

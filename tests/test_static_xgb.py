@@ -6,7 +6,7 @@ from scipy import stats
 
 from nassearch import config as cfg
 from nassearch.graph import STATIC_PROPERTIES, ArchGraph
-from nassearch.latency_bench import mape
+from nassearch.bench.latency import mape
 from nassearch.predictors.static_xgb import StaticXGBPredictor, static_features
 
 VOCAB = ("input", "conv", "relu")

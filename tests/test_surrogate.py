@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from evaluators.surrogate import INPUT_NAMES, NasBench301Surrogate, surrogate_config
+from nassearch.evaluators.surrogate import INPUT_NAMES, NasBench301Surrogate, surrogate_config
 from nassearch import config as cfg
-from nassearch.data import load_json
+from nassearch.data.tables import load_json
 from nassearch.errors import ConfigError
-from spaces.darts import DartsSpace, Genotype
+from nassearch.spaces.darts import DartsSpace, Genotype
 
 PREFIX = "NetworkSelectorDatasetInfo_COLON_darts_COLON_"
 

@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluators.tabular import NB201_DATASETS, NasBench201Tabular
+from nassearch.evaluators.tabular import NB201_DATASETS, NasBench201Tabular
 from nassearch.errors import DataError, InvalidArchitecture
-from spaces.base import SearchSpace
-from spaces.nasbench201 import NasBench201Space, parse_arch
+from nassearch.spaces.base import SearchSpace
+from nassearch.spaces.nasbench201 import NasBench201Space, parse_arch
 
 INDEX0_ARCH = parse_arch(
     "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|")

@@ -5,14 +5,14 @@ import math
 import pytest
 import torch
 
-from evaluators.datasets import write_synthetic_cifar10
-from evaluators.training import TrainingEvaluator
+from nassearch.training.datasets import write_synthetic_cifar10
+from nassearch.evaluators.training import TrainingEvaluator
 from nassearch import config as cfg
 from nassearch.errors import ConfigError
 from nassearch.model_cost import count_params
-from spaces.darts import DartsSpace
-from spaces.darts_genotypes import known_genotype
-from spaces.nasbench201 import NasBench201Space
+from nassearch.spaces.darts import DartsSpace
+from nassearch.spaces.darts_genotypes import known_genotype
+from nassearch.spaces.nasbench201 import NasBench201Space
 
 TINY = {"epochs": 1, "batch_size": 16, "init_channels": 4, "layers": 3, "valid_fraction": 0.25,
         "verify_md5": False, "device": "cpu"}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nassearch.config import require_positive
+from nassearch.validation import require_positive
 from nassearch.graph import ArchGraph
 
 

@@ -1,10 +1,10 @@
 """``nassearch bench executor``: the wall time of one search seed with the serial executor and with the
-config's executor, every evaluation slowed to a fixed ``delay`` (``evaluators.delayed``), so the table
+config's executor, every evaluation slowed to a fixed ``delay`` (``nassearch.evaluators.delayed``), so the table
 shows how much evaluation time parallel workers hide. Both runs must find the same best architecture.
 
 Startup (timed apart from the search) is the executor's ``start()`` plus, for executors with workers, one
-warm-up round: as many architectures as the executor runs at once, each delayed by a second so that every worker takes one and
-imports the evaluator's modules, as the workers of a running cluster already have."""
+warm-up round: as many architectures as the executor runs at once, each delayed by a second so that every
+worker takes one and imports the evaluator's modules, as the workers of a running cluster already have."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.delayed import Delayed
+from nassearch.evaluators.delayed import Delayed
 from nassearch import config as cfg
+from nassearch.bench.harness import aligned_table
 from nassearch.report import best_trial
 from nassearch.runner import Components, build_components, run_seed
 
@@ -35,7 +36,7 @@ def executor_rows(config: cfg.RunConfig, delay_s: float, data_dir: str | None = 
         executor.start()
         if spec["name"] != "serial":
             rng = np.random.default_rng(config.seed)
-            slots = spec.get("max_concurrent") or config.budget["batch_size"]
+            slots = spec.get("max_concurrent") or config.budget.batch_size
             list(executor.run(Delayed(parts.evaluator, 1.0), [parts.space.sample(rng) for _ in range(slots)]))
         startup_s = time.perf_counter() - start
         with tempfile.TemporaryDirectory() as directory:
@@ -60,9 +61,3 @@ def format_executor_rows(rows: list[dict[str, Any]], title: str) -> str:
          f"{row['startup_s']:.1f}", f"{row['wall_s']:.1f}", f"{row['evals_per_s']:.2f}",
          "yes" if row["best"] == rows[0]["best"] else "NO"] for row in rows])
 
-
-def aligned_table(title: str, header: list[str], rows: list[list[str]]) -> str:
-    """``title``, the header and one line per row of cells, each cell padded to its column header's width."""
-    lines = [title, "  ".join(header)]
-    lines += ["  ".join(cell.ljust(len(h)) for cell, h in zip(cells, header)) for cells in rows]
-    return "\n".join(lines)

@@ -13,11 +13,11 @@ Sources (``benchmark.source``):
 - ``{name: nb201, devices: all | [1080ti_bs1, ...]}``: the NB201 latency table (HELP; 15,625 networks,
   27 devices, ms). The networks' whole-network graphs (input 1x3x32x32, batch 1, about 215 nodes) are
   built once per run and shared by every device. For seed s, train_fraction x 15,625 (rounded half up:
-  1,563 for 10 %) training networks are drawn by :func:`nassearch.predictor_bench.train_indices` (the same
+  1,563 for 10 %) training networks are drawn by :func:`nassearch.bench.harness.train_indices` (the same
   networks on every device); the test set is every held-out network, or with ``test_size`` a random
   subset of that many of them (drawn by ``default_rng([s, n_train, test_size])``; the table says so).
 - ``{name: file, path: data.npz, splits: [random, leave_family_out]}``: a
-  :class:`~nassearch.latency_dataset.LatencyDataset` file (e.g. ``nassearch data measure-latency``);
+  :class:`~nassearch.data.latency_dataset.LatencyDataset` file (e.g. ``nassearch data measure-latency``);
   ``path`` is relative to the working directory. ``random``: train on a seeded ``train_fraction`` of the
   networks, test on the rest; ``leave_family_out``: for each network family in turn, train on all other
   families and test on that one (the seed then only changes the predictor's initialisation and the
@@ -51,12 +51,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from scipy import stats
 
-from nassearch import predictor_bench as pb
 from nassearch import run_dir as dirs
-from nassearch.config import _reject_unknown, _typed
+from nassearch.bench.harness import (OUTPUT_DEFAULTS, BenchConfigBase, BenchOutcome, CellRun, PredictorFactory,
+                                     ResultColumns, at_least_one, benchmark_section, build_predictor,
+                                     check_resumable, load_raw, markdown_header, markdown_row, mean_std,
+                                     predictor_specs, single_thread, train_indices)
+from nassearch.validation import reject_unknown, typed, validate_header
 from nassearch.errors import ConfigError, DataError, RunDirError
 from nassearch.graph import ArchGraph
 from nassearch.predictors.base import Predictor
@@ -76,9 +78,11 @@ TOP_LEVEL = ("name", "seed", "benchmark", "output")
 BENCHMARK_KEYS = ("source", "train_fraction", "test_size", "seeds", "predictors", "workers")
 SOURCE_KEYS: dict[str, tuple[str, ...]] = {"nb201": ("name", "devices"), "file": ("name", "path", "splits")}
 BENCHMARK_DEFAULTS: dict[str, Any] = {"train_fraction": 0.1, "test_size": None, "seeds": 3, "workers": 2}
-COLUMNS = ("predictor", "device", "split", "seed", "train_size", "test_size", "mape", "acc5", "acc10",
-           "kendall", "fit_s", "predict_s")
-KEY_COLUMNS = COLUMNS[:4]
+#: ``results.csv``: a cell (predictor label, device, split, seed), its train and test sizes and its numbers.
+RESULTS = ResultColumns({"predictor": str, "device": str, "split": str, "seed": int, "train_size": int,
+                         "test_size": int, **dict.fromkeys(("mape", "acc5", "acc10", "kendall", "fit_s", "predict_s"),
+                                                           float)}, key=4)
+COLUMNS = RESULTS.names
 METRIC_COLUMNS = COLUMNS[6:]
 #: Test graphs per ``predict`` call: whole-network features of 14,000 graphs would take gigabytes.
 PREDICT_CHUNK = 512
@@ -125,16 +129,15 @@ def latency_metrics(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
-class LatencyBenchConfig(pb.BenchConfigMethods):
+class LatencyBenchConfig(BenchConfigBase):
     """A validated latency-benchmark config with every default filled in."""
 
-    name: str
-    seed: int
     benchmark: dict[str, Any]
     output: dict[str, Any]
 
     @property
     def source(self) -> dict[str, Any]:
+        """The ``benchmark.source`` section."""
         return self.benchmark["source"]
 
 
@@ -145,26 +148,25 @@ def validate_latency_bench(raw: dict[str, Any], resolve_predictors: bool = True)
     builds them).
     """
     raw = copy.deepcopy(raw)
-    name, seed, output = pb.validate_header(raw, TOP_LEVEL, ("name", "benchmark"), "a latency benchmark")
+    name, seed, output = validate_header(raw, TOP_LEVEL, ("name", "benchmark"), "a latency benchmark",
+                                         OUTPUT_DEFAULTS)
     return LatencyBenchConfig(name=name, seed=seed, benchmark=_benchmark(raw["benchmark"], resolve_predictors),
                               output=output)
 
 
 def _benchmark(raw: Any, resolve_predictors: bool) -> dict[str, Any]:
-    bench = pb.benchmark_section(raw, BENCHMARK_KEYS, BENCHMARK_DEFAULTS, ("source", "predictors"),
-                                 "{source: nb201, predictors: [static_xgb]}")
+    bench = benchmark_section(raw, BENCHMARK_KEYS, BENCHMARK_DEFAULTS, ("source", "predictors"),
+                              "{source: nb201, predictors: [static_xgb]}")
     bench["source"] = _source(bench["source"])
-    fraction = _typed("benchmark.train_fraction", bench["train_fraction"], float)
+    fraction = typed("benchmark.train_fraction", bench["train_fraction"], float)
     if not 0 < fraction < 1:
         raise ConfigError(f"benchmark.train_fraction: must lie strictly between 0 and 1, got {fraction}")
     bench["train_fraction"] = fraction
-    if bench["test_size"] is not None and _typed("benchmark.test_size", bench["test_size"], int) < 1:
+    if bench["test_size"] is not None and typed("benchmark.test_size", bench["test_size"], int) < 1:
         raise ConfigError(f"benchmark.test_size: must be >= 1 or null (every held-out network), "
                           f"got {bench['test_size']}")
-    for key in ("seeds", "workers"):
-        if _typed(f"benchmark.{key}", bench[key], int) < 1:
-            raise ConfigError(f"benchmark.{key}: must be >= 1, got {bench[key]}")
-    bench["predictors"] = pb._predictors(bench["predictors"], resolve_predictors)
+    at_least_one(bench, ("seeds", "workers"))
+    bench["predictors"] = predictor_specs(bench["predictors"], resolve_predictors)
     return bench
 
 
@@ -174,15 +176,15 @@ def _source(raw: Any) -> dict[str, Any]:
         raise ConfigError(f"benchmark.source: expected {' or '.join(SOURCES)}, e.g. source: {{name: nb201, "
                           f"devices: all}} or source: {{name: file, path: cpu_latency.npz}}; got {raw!r}")
     source = dict(source)
-    _reject_unknown(source, SOURCE_KEYS[source["name"]], "benchmark.source", f" for source {source['name']!r}")
+    reject_unknown(source, SOURCE_KEYS[source["name"]], "benchmark.source", f" for source {source['name']!r}")
     if source["name"] == "nb201":
         source["devices"] = _devices(source.get("devices", "all"))
         return source
     if source.get("path") is None:
         raise ConfigError("benchmark.source.path: missing; the LatencyDataset .npz to benchmark on "
                           "(written by `nassearch data measure-latency --out PATH`)")
-    _typed("benchmark.source.path", source["path"], str)
-    splits = _typed("benchmark.source.splits", source.get("splits", ["random"]), list[str])
+    typed("benchmark.source.path", source["path"], str)
+    splits = typed("benchmark.source.splits", source.get("splits", ["random"]), list[str])
     bad = [s for s in splits if s not in SPLITS]
     if not splits or bad or len(set(splits)) != len(splits):
         raise ConfigError(f"benchmark.source.splits: expected distinct values among {', '.join(SPLITS)}, "
@@ -194,7 +196,7 @@ def _source(raw: Any) -> dict[str, Any]:
 def _devices(raw: Any) -> str | list[str]:
     if raw == "all":
         return "all"
-    devices = _typed("benchmark.source.devices", raw, list[str])
+    devices = typed("benchmark.source.devices", raw, list[str])
     devices = [d.removeprefix("lat_") for d in devices]
     unknown = [d for d in devices if d not in NB201_DEVICES]
     if unknown:
@@ -238,8 +240,8 @@ def load_source(bench: LatencyBenchConfig, data_dir: str | Path | None = None) -
 
 
 def _load_nb201(source: dict[str, Any], data_dir: str | Path | None) -> LatencyData:
-    from nassearch.latency_dataset import nb201_latency_archs, nb201_latency_graphs
-    from spaces.nasbench201 import NasBench201Space
+    from nassearch.data.latency_dataset import nb201_latency_archs, nb201_latency_graphs
+    from nassearch.spaces.nasbench201 import NasBench201Space
 
     devices = list(NB201_DEVICES) if source["devices"] == "all" else source["devices"]
     _, table = nb201_latency_archs(None if data_dir is None else str(data_dir))
@@ -257,7 +259,7 @@ def _load_nb201(source: dict[str, Any], data_dir: str | Path | None) -> LatencyD
 
 
 def _load_file(source: dict[str, Any]) -> LatencyData:
-    from nassearch.latency_dataset import LatencyDataset
+    from nassearch.data.latency_dataset import LatencyDataset
 
     path = Path(source["path"]).expanduser()
     dataset = LatencyDataset.load(path)
@@ -289,13 +291,13 @@ def split_indices(task: LatencyTask, families: np.ndarray, train_fraction: float
                   seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Training and test network indices of ``task`` for ``seed`` (sorted test indices).
 
-    ``random``: train_fraction x n (rounded half up) networks drawn by ``predictor_bench.train_indices``,
+    ``random``: train_fraction x n (rounded half up) networks drawn by ``harness.train_indices``,
     the others held out; ``leave_out:<family>``: every other family trains, the family tests. With
     ``test_size``, the test set is a random subset of at most that many held-out networks.
     """
     n = len(families)
     if task.split == "random":
-        train = pb.train_indices(n, int(math.floor(train_fraction * n + 0.5)), seed)
+        train = train_indices(n, int(math.floor(train_fraction * n + 0.5)), seed)
         held_out = np.setdiff1d(np.arange(n), train)
     else:
         family = task.split.removeprefix("leave_out:")
@@ -334,7 +336,7 @@ def run_latency_cell(predictor: Predictor, graphs: Sequence[ArchGraph], latency_
                      train: np.ndarray, test: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
     """Fit on the training networks' latencies, predict the test networks (torch on one thread);
     return the metrics (with fit/predict seconds) and the test predictions."""
-    with pb._single_thread():
+    with single_thread():
         start = time.perf_counter()
         predictor.fit([graphs[i] for i in train], latency_ms[train])
         fit_s = time.perf_counter() - start
@@ -344,10 +346,11 @@ def run_latency_cell(predictor: Predictor, graphs: Sequence[ArchGraph], latency_
     return {**latency_metrics(latency_ms[test], pred), "fit_s": fit_s, "predict_s": predict_s}, pred
 
 
-def _latency_job(job: tuple[dict[str, Any], int, int, float, int | None]) -> tuple[Any, ...]:
-    """One cell in this process (reads the shared data and factory from the worker state)."""
+def _latency_job(job: tuple[dict[str, Any], int, int, float, int | None],
+                 shared: tuple[LatencyData, PredictorFactory]) -> tuple[Any, ...]:
+    """One cell in this process, on the shared data with the shared factory."""
     spec, task_index, seed, fraction, test_size = job
-    data, factory = pb._WORKER_STATE
+    data, factory = shared
     task = data.tasks[task_index]
     train, test = split_indices(task, data.families, fraction, test_size, seed)
     metrics, pred = run_latency_cell(factory(spec, seed), data.graphs, task.latency_ms, train, test)
@@ -355,26 +358,7 @@ def _latency_job(job: tuple[dict[str, Any], int, int, float, int | None]) -> tup
 
 
 # ---------------------------------------------------------------------------------------------
-# Results files
-
-
-def _parse_row(row: dict[str, str | None]) -> dict[str, Any] | None:
-    """A CSV row with typed values, or None for a malformed (e.g. half-written) row."""
-    try:
-        return {"predictor": str(row["predictor"]), "device": str(row["device"]), "split": str(row["split"]),
-                "seed": int(row["seed"]), "train_size": int(row["train_size"]), "test_size": int(row["test_size"]),
-                **{c: float(row[c]) for c in METRIC_COLUMNS}}
-    except (TypeError, ValueError, KeyError):
-        return None
-
-
-def load_latency_results(path: Path) -> list[dict[str, Any]]:
-    """The well-formed rows of a latency ``results.csv`` (none when it does not exist)."""
-    return pb.load_results(path, _parse_row)
-
-
-def _key(row: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(row[c] for c in KEY_COLUMNS)
+# Run directory
 
 
 def _cell_settings(config: dict[str, Any]) -> dict[str, Any]:
@@ -420,7 +404,7 @@ def format_latency_results(bench: LatencyBenchConfig, data: LatencyData, rows: l
               "Kendall τ", "fit s", "predict s"]
     lines = [f"### {bench.name}: latency prediction on {data.description}", "",
              _test_note(bench, data) + ". Mean ± std over seeds; MAPE, Acc(δ) in percent.", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+             *markdown_header(header)]
     per_task: dict[str, list[dict[str, float]]] = {}
     for task in data.tasks:
         for spec in bench.benchmark["predictors"]:
@@ -430,24 +414,24 @@ def format_latency_results(bench: LatencyBenchConfig, data: LatencyData, rows: l
                 continue
             column = {c: [r[c] for r in cell] for c in COLUMNS[4:]}
             per_task.setdefault(spec["label"], []).append({c: float(np.mean(v)) for c, v in column.items()})
-            lines.append("| " + " | ".join([
+            lines.append(markdown_row([
                 task.device, task.split, spec["label"], str(len(cell)), _sizes(column["train_size"]),
                 _sizes(column["test_size"]), _stat(column["mape"], ".2f"), _stat(column["acc5"], ".1f"),
                 _stat(column["acc10"], ".1f"), _stat(column["kendall"], ".3f"), _stat(column["fit_s"], ".3g"),
-                _stat(column["predict_s"], ".3g")]) + " |")
+                _stat(column["predict_s"], ".3g")]))
     if len(data.tasks) > 1 and per_task:
         lines += ["", f"Mean over tasks (of the per-task means above; {len(data.tasks)} tasks configured):", "",
-                  "| predictor | tasks | MAPE % | Acc(5%) % | Acc(10%) % | Kendall τ | fit s |", "|" + "---|" * 7]
+                  *markdown_header(["predictor", "tasks", "MAPE %", "Acc(5%) %", "Acc(10%) %", "Kendall τ", "fit s"])]
         for label, means in per_task.items():
             avg = {c: np.mean([m[c] for m in means]) for c in means[0]}
-            lines.append(f"| {label} | {len(means)} | {avg['mape']:.2f} | {avg['acc5']:.1f} | {avg['acc10']:.1f} | "
-                         f"{avg['kendall']:.3f} | {avg['fit_s']:.3g} |")
+            lines.append(markdown_row([label, str(len(means)), f"{avg['mape']:.2f}", f"{avg['acc5']:.1f}",
+                                       f"{avg['acc10']:.1f}", f"{avg['kendall']:.3f}", f"{avg['fit_s']:.3g}"]))
     return "\n".join(lines)
 
 
 def _stat(values: list[float], digits: str) -> str:
     """mean ± std over seeds, or the one value when there is a single seed."""
-    return pb._mean_std(values, digits) if len(values) > 1 else f"{values[0]:{digits}}"
+    return mean_std(values, digits) if len(values) > 1 else f"{values[0]:{digits}}"
 
 
 def _sizes(values: list[float]) -> str:
@@ -516,73 +500,51 @@ def _draw_plots(bench: LatencyBenchConfig, data: LatencyData, run_dir: Path) -> 
 # Driver
 
 
-@dataclass
-class LatencyOutcome:
-    """What ``run_latency_bench`` returns: its directory, the config's rows, the table, cells computed."""
-
-    run_dir: Path
-    rows: list[dict[str, Any]]
-    table: str
-    computed: int
-
-
 def run_latency_bench(config: str | Path | dict[str, Any], overrides: Sequence[str] = (),
                       data_dir: str | Path | None = None, workers: int | None = None, overwrite: bool = False,
-                      predictor_factory: pb.PredictorFactory | None = None) -> LatencyOutcome:
+                      predictor_factory: PredictorFactory | None = None) -> BenchOutcome:
     """Run (or continue) the latency benchmark a config describes; write CSV, markdown, config, plots.
 
     ``workers`` overrides ``benchmark.workers``; ``overwrite`` deletes the run directory first.
     ``predictor_factory(spec, seed)`` builds each cell's predictor (default: the predictor registry).
     """
     overrides = list(overrides) + ([f"benchmark.workers={workers}"] if workers is not None else [])
-    bench = validate_latency_bench(pb.load_raw(config, overrides), resolve_predictors=predictor_factory is None)
-    factory = predictor_factory or pb._default_factory
+    bench = validate_latency_bench(load_raw(config, overrides), resolve_predictors=predictor_factory is None)
+    factory = predictor_factory or build_predictor
     run_dir = Path(bench.output["dir"]) / bench.name
     if not overwrite:
-        pb.check_resumable(run_dir, bench, _cell_settings, "choose another name or output.dir, or pass --overwrite")
+        check_resumable(run_dir, bench, _cell_settings, "choose another name or output.dir, or pass --overwrite")
     data = load_source(bench, data_dir)
     _check_split_sizes(bench, data)
     with dirs.open_or_create(run_dir, "benchmark", overwrite):
         return _run_cells(bench, data, factory, run_dir)
 
 
-def _run_cells(bench: LatencyBenchConfig, data: LatencyData, factory: pb.PredictorFactory,
-               run_dir: Path) -> LatencyOutcome:
+def _run_cells(bench: LatencyBenchConfig, data: LatencyData, factory: PredictorFactory,
+               run_dir: Path) -> BenchOutcome:
     """The benchmark's missing cells, then its table and plots (``run_dir`` is locked by the caller)."""
     _check_fingerprint(run_dir, data.fingerprint)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(bench.to_dict(), sort_keys=False))
     (run_dir / "source.json").write_text(json.dumps(data.fingerprint, indent=1) + "\n")
-    results_path = run_dir / "results.csv"
-    rows = load_latency_results(results_path)
-    pb._write_results(results_path, rows, COLUMNS)
-    done = {_key(r) for r in rows}
     fraction, test_size = bench.benchmark["train_fraction"], bench.benchmark["test_size"]
     # seed-major, so a killed run has whole seeds; slow predictors first within a seed (as configured)
-    jobs = [(spec, t, seed, fraction, test_size) for seed in bench.seeds for spec in bench.benchmark["predictors"]
-            for t, task in enumerate(data.tasks) if (spec["label"], task.device, task.split, seed) not in done]
-    log.info("%d cells to run (%d already in %s)", len(jobs), len(done), results_path)
-    computed = 0
+    cells = CellRun(run_dir, bench, RESULTS, {
+        (spec["label"], task.device, task.split, seed): (spec, t, seed, fraction, test_size)
+        for seed in bench.seeds for spec in bench.benchmark["predictors"] for t, task in enumerate(data.tasks)})
+    log.info("%d cells to run (%d already in %s)", len(cells.pending), len(cells.done), cells.path)
     start = time.perf_counter()
-    for spec, t, seed, n_train, test, metrics, pred in pb._run_jobs(jobs, data, factory, bench.benchmark["workers"],
-                                                                  job=_latency_job):
+    for spec, t, seed, n_train, test, metrics, pred in cells.run(_latency_job, (data, factory),
+                                                                 bench.benchmark["workers"]):
         task = data.tasks[t]
-        row = {"predictor": spec["label"], "device": task.device, "split": task.split, "seed": seed,
-               "train_size": n_train, "test_size": len(test), **metrics}
         if seed == bench.seed:
             path = _prediction_path(run_dir, spec["label"], task)
             path.parent.mkdir(parents=True, exist_ok=True)
             np.savez_compressed(path, index=test, true=task.latency_ms[test], pred=pred)
-        pb._append_result(results_path, row, COLUMNS)
-        rows.append(row)
-        computed += 1
+        cells.add({"predictor": spec["label"], "device": task.device, "split": task.split, "seed": seed,
+                   "train_size": n_train, "test_size": len(test), **metrics})
         log.info("[%d/%d, %.0f s] %s %s %s seed %d: MAPE %.2f%%, Acc(10%%) %.1f%%, tau %.3f, fit %.1f s, "
-                 "predict %.1f s", computed, len(jobs), time.perf_counter() - start, spec["label"], task.device,
-                 task.split, seed, metrics["mape"], metrics["acc10"], metrics["kendall"], metrics["fit_s"],
-                 metrics["predict_s"])
-    wanted = {(p["label"], task.device, task.split, s) for p in bench.benchmark["predictors"] for task in data.tasks
-              for s in bench.seeds}
-    rows = [r for r in rows if _key(r) in wanted]
-    table = format_latency_results(bench, data, rows)
-    (run_dir / "results.md").write_text(table + "\n")
+                 "predict %.1f s", cells.computed, len(cells.pending), time.perf_counter() - start, spec["label"],
+                 task.device, task.split, seed, metrics["mape"], metrics["acc10"], metrics["kendall"],
+                 metrics["fit_s"], metrics["predict_s"])
+    outcome = cells.finish(lambda rows: format_latency_results(bench, data, rows))
     _draw_plots(bench, data, run_dir)
-    return LatencyOutcome(run_dir, rows, table, computed)
+    return outcome

@@ -1,4 +1,4 @@
-"""Performance benchmarks run by ``nassearch bench``: they print tables, they never assert."""
+"""``nassearch bench evaluator``: an evaluator's queries per second; it prints a table, it never asserts."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from evaluators.base import Evaluator
-from spaces.base import SearchSpace
+from nassearch.bench.harness import aligned_table
+from nassearch.evaluators.base import Evaluator
+from nassearch.spaces.base import SearchSpace
 
 
 def _sample(space: SearchSpace, rng: np.random.Generator, n: int) -> list:
@@ -40,7 +41,7 @@ def evaluator_throughput(space: SearchSpace, evaluator: Evaluator, batch_sizes: 
 
 def format_throughput(rows: list[dict[str, float]], title: str) -> str:
     """The throughput rows as a fixed-width table."""
-    lines = [title, f"{'api':<16}{'batch':>10}{'seconds':>14}{'queries/s':>16}"]
-    for row in rows:
-        lines.append(f"{row['api']:<16}{row['batch_size']:>10d}{row['seconds']:>14.6f}{row['queries_per_s']:>16,.0f}")
-    return "\n".join(lines)
+    cells = [[row["api"], f"{row['batch_size']:d}", f"{row['seconds']:.6f}", f"{row['queries_per_s']:,.0f}"]
+             for row in rows]
+    return aligned_table(title, ["api", "batch", "seconds", "queries/s"], cells, specs=["<16", ">10", ">14", ">16"],
+                         sep="")

@@ -49,15 +49,15 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from evaluators.datasets import cifar10_transforms, load_cifar10
-from evaluators.training import evaluate_loader, mean_loss_and_accuracy, resolve_device, train_epoch
+from nassearch.training.datasets import cifar10_transforms, load_cifar10
+from nassearch.training.loops import evaluate_loader, mean_loss_and_accuracy, resolve_device, train_epoch
 from nassearch import config as cfg
-from nassearch.config import _reject_unknown, _typed
+from nassearch.validation import check_seed, reject_unknown, typed
 from nassearch.errors import ConfigError, RunDirError
 from nassearch.model_cost import count_params
-from spaces.darts import Genotype, format_genotype, parse_genotype
-from spaces.darts_genotypes import known_genotype
-from spaces.darts_network import NetworkCIFAR
+from nassearch.spaces.darts import Genotype, format_genotype, parse_genotype
+from nassearch.spaces.darts_genotypes import known_genotype
+from nassearch.spaces.darts_network import NetworkCIFAR
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +127,10 @@ class RetrainConfig:
         if not isinstance(raw, dict):
             raise ConfigError(f"{source} must be a mapping of settings ({', '.join(names)}), not a "
                               f"{type(raw).__name__}")
-        _reject_unknown(raw, names, "", " in a retrain config")
+        reject_unknown(raw, names, "", " in a retrain config")
         hints = typing.get_type_hints(cls)
-        return cls(**{key: _typed(key, value, hints[key]) for key, value in raw.items()})
+        return cls(**{key: check_seed(value) if key == "seed" else typed(key, value, hints[key])
+                      for key, value in raw.items()})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for YAML; ``from_dict(to_dict())`` gives back an equal config."""

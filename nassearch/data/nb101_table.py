@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from nassearch.data import TABLES, load_csv, load_json
+from nassearch.data.tables import TABLES, load_csv, load_json
 from nassearch.errors import DataError
 
 COLUMNS = ("hash", "num_vertices", "adjacency", "ops", "val_acc_epoch4", "val_acc_epoch12", "val_acc_epoch36",

@@ -22,25 +22,25 @@ not change between runs in one directory (train sizes, seeds and predictors may 
 from __future__ import annotations
 
 import copy
-import csv
 import logging
-import multiprocessing
 import time
-from contextlib import contextmanager
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from scipy import stats
 
 from nassearch import config as cfg
 from nassearch import run_dir as dirs
-from nassearch.config import _reject_unknown, _typed, shown
-from nassearch.errors import ConfigError, RunDirError
+from nassearch.bench.harness import (OUTPUT_DEFAULTS, BenchConfigBase, BenchOutcome, CellRun, PredictorFactory,
+                                     ResultColumns, at_least_one, benchmark_section, build_predictor,
+                                     check_resumable, load_raw, markdown_header, markdown_row, mean_std,
+                                     predictor_specs, single_thread, train_indices)
+from nassearch.validation import typed, validate_header
+from nassearch.errors import ConfigError
 from nassearch.graph import ArchGraph
 from nassearch.plots import plot_prediction_scatter
 from nassearch.predictors.base import Predictor
@@ -50,75 +50,27 @@ log = logging.getLogger(__name__)
 TOP_LEVEL = ("name", "seed", "space", "evaluator", "benchmark", "output")
 BENCHMARK_KEYS = ("train_sizes", "seeds", "target", "test_metric", "predictors", "workers")
 BENCHMARK_DEFAULTS: dict[str, Any] = {"seeds": 5, "target": "val_acc", "test_metric": "test_acc", "workers": 2}
-OUTPUT_DEFAULTS: dict[str, Any] = {"dir": "runs"}
-COLUMNS = ("predictor", "train_size", "seed", "kendall_heldout", "spearman_heldout", "kendall_all",
-           "spearman_all", "fit_s", "predict_s", "predict_archs_per_s")
+#: ``results.csv``: a cell (predictor label, train size, seed) and its numbers.
+RESULTS = ResultColumns({"predictor": str, "train_size": int, "seed": int, **dict.fromkeys((
+    "kendall_heldout", "spearman_heldout", "kendall_all", "spearman_all", "fit_s", "predict_s",
+    "predict_archs_per_s"), float)}, key=3)
+COLUMNS = RESULTS.names
 #: Architectures evaluated one by one to check that the table values line up with the population.
 ALIGNMENT_CHECKS = 5
 
-PredictorFactory = Callable[[dict[str, Any], int], Predictor]
-
-
-class BenchConfigMethods:
-    """What every benchmark config dataclass (fields ``seed`` and ``benchmark`` among them) offers."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for YAML (what ``config.yaml`` holds)."""
-        return asdict(self)
-
-    @property
-    def seeds(self) -> list[int]:
-        return list(range(self.seed, self.seed + self.benchmark["seeds"]))
-
 
 @dataclass(frozen=True)
-class BenchConfig(BenchConfigMethods):
+class BenchConfig(BenchConfigBase):
     """A validated predictor-benchmark config with every default filled in."""
 
-    name: str
-    seed: int
     space: dict[str, Any]
     evaluator: dict[str, Any]
     benchmark: dict[str, Any]
     output: dict[str, Any]
 
 
-@dataclass
-class BenchOutcome:
-    """What ``run_predictor_bench`` returns: its directory, the config's rows, the table, cells computed."""
-
-    run_dir: Path
-    rows: list[dict[str, Any]]
-    table: str
-    computed: int
-
-
 # ---------------------------------------------------------------------------------------------
 # Config
-
-
-def validate_header(raw: Any, top_level: Sequence[str], required: Sequence[str],
-                    kind: str) -> tuple[str, int, dict[str, Any]]:
-    """The keys every benchmark config shares: check the top level, ``name``, ``seed`` and ``output``
-    (filled with defaults); ConfigError naming the key otherwise."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{kind} config is a mapping of {', '.join(top_level)}")
-    _reject_unknown(raw, top_level, "", " at the top level")
-    for key in required:
-        if raw.get(key) is None:
-            raise ConfigError(f"{key}: missing; {kind} needs {', '.join(required)}")
-    name = _typed("name", raw["name"], str)
-    cfg.check_name(name)
-    seed = _typed("seed", raw.get("seed", 0), int, cfg.MAX_SEED)
-    if seed < 0:
-        raise ConfigError(f"seed: must be >= 0, got {seed}")
-    output = raw.get("output") or {}
-    if not isinstance(output, dict):
-        raise ConfigError("output: expected a mapping, e.g. output: {dir: runs}")
-    _reject_unknown(output, list(OUTPUT_DEFAULTS), "output")
-    output = {**OUTPUT_DEFAULTS, **output}
-    _typed("output.dir", output["dir"], str)
-    return name, seed, output
 
 
 def validate_bench(raw: dict[str, Any], resolve_predictors: bool = True) -> BenchConfig:
@@ -129,70 +81,23 @@ def validate_bench(raw: dict[str, Any], resolve_predictors: bool = True) -> Benc
     """
     raw = copy.deepcopy(raw)
     name, seed, output = validate_header(raw, TOP_LEVEL, ("name", "space", "evaluator", "benchmark"),
-                                         "a predictor benchmark")
+                                         "a predictor benchmark", OUTPUT_DEFAULTS)
     return BenchConfig(name=name, seed=seed, space=cfg.resolve_component("space", raw["space"]),
                        evaluator=cfg.resolve_component("evaluator", raw["evaluator"]),
                        benchmark=_benchmark(raw["benchmark"], resolve_predictors), output=output)
 
 
-def benchmark_section(raw: Any, keys: Sequence[str], defaults: dict[str, Any], required: Sequence[str],
-                      example: str) -> dict[str, Any]:
-    """A ``benchmark:`` section checked for type, unknown and missing keys, with ``defaults`` filled in."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"benchmark: expected a mapping, e.g. benchmark: {example}")
-    _reject_unknown(raw, keys, "benchmark")
-    for key in required:
-        if raw.get(key) is None:
-            raise ConfigError(f"benchmark.{key}: missing")
-    return {**defaults, **raw}
-
-
 def _benchmark(raw: Any, resolve_predictors: bool) -> dict[str, Any]:
     bench = benchmark_section(raw, BENCHMARK_KEYS, BENCHMARK_DEFAULTS, ("train_sizes", "predictors"),
                               "{train_sizes: [100], predictors: [xgb]}")
-    sizes = _typed("benchmark.train_sizes", bench["train_sizes"], list[int])
+    sizes = typed("benchmark.train_sizes", bench["train_sizes"], list[int])
     if not sizes or min(sizes) < 2 or len(set(sizes)) != len(sizes):
         raise ConfigError(f"benchmark.train_sizes: expected distinct integers >= 2, got {sizes}")
-    if _typed("benchmark.seeds", bench["seeds"], int) < 1:
-        raise ConfigError(f"benchmark.seeds: must be >= 1, got {bench['seeds']}")
-    if _typed("benchmark.workers", bench["workers"], int) < 1:
-        raise ConfigError(f"benchmark.workers: must be >= 1, got {bench['workers']}")
-    _typed("benchmark.target", bench["target"], str)
-    _typed("benchmark.test_metric", bench["test_metric"], str)
-    bench["predictors"] = _predictors(bench["predictors"], resolve_predictors)
+    at_least_one(bench, ("seeds", "workers"))
+    typed("benchmark.target", bench["target"], str)
+    typed("benchmark.test_metric", bench["test_metric"], str)
+    bench["predictors"] = predictor_specs(bench["predictors"], resolve_predictors)
     return bench
-
-
-def _predictors(raw: Any, resolve: bool) -> list[dict[str, Any]]:
-    if not isinstance(raw, list) or not raw:
-        raise ConfigError("benchmark.predictors: expected a non-empty list, e.g. [{name: gcn, epochs: 300}]")
-    specs: list[dict[str, Any]] = []
-    for i, spec in enumerate(raw):
-        where = f"benchmark.predictors[{i}]"
-        spec = {"name": spec} if isinstance(spec, str) else spec
-        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-            raise ConfigError(f"{where}: expected a mapping with a 'name' key, e.g. {{name: gcn}}")
-        spec = dict(spec)
-        label = spec.pop("label", None) or spec["name"]
-        if resolve:
-            try:
-                spec = cfg.resolve_component("predictor", spec)
-            except ConfigError as exc:
-                raise ConfigError(f"{where}: {exc}") from None
-        if label in {s["label"] for s in specs}:
-            raise ConfigError(f"{where}: predictor {label!r} is listed twice; give variants a distinct 'label'")
-        specs.append({**spec, "label": label})
-    return specs
-
-
-def load_raw(config: str | Path | dict[str, Any], overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """A raw config (from a YAML path or a mapping) with ``--set`` overrides applied."""
-    if isinstance(config, dict):
-        raw = copy.deepcopy(config)
-        for override in overrides:
-            cfg.apply_override(raw, override)
-        return raw
-    return cfg.read_config(config, list(overrides))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,24 +154,8 @@ def _aligned_values(evaluator: Any, archs: list[Any], metrics: list[str]) -> lis
 # One cell
 
 
-def train_indices(population_size: int, train_size: int, seed: int) -> np.ndarray:
-    """The training architectures of cell (N, seed): drawn without replacement by rng([seed, N])."""
-    return np.random.default_rng([seed, train_size]).choice(population_size, train_size, replace=False)
-
-
 def _correlations(pred: np.ndarray, true: np.ndarray) -> tuple[float, float]:
     return float(stats.kendalltau(pred, true).statistic), float(stats.spearmanr(pred, true).statistic)
-
-
-@contextmanager
-def _single_thread():
-    """torch on one thread: a cell's numbers must not depend on how many workers run beside it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def run_cell(predictor: Predictor, population: Population, train_size: int,
@@ -274,7 +163,7 @@ def run_cell(predictor: Predictor, population: Population, train_size: int,
     """Fit on N sampled architectures, predict all (torch on one thread); return metrics, predictions
     and the held-out mask."""
     train = train_indices(len(population.graphs), train_size, seed)
-    with _single_thread():
+    with single_thread():
         start = time.perf_counter()
         predictor.fit([population.graphs[i] for i in train], population.target[train])
         fit_s = time.perf_counter() - start
@@ -292,44 +181,6 @@ def run_cell(predictor: Predictor, population: Population, train_size: int,
             pred, heldout)
 
 
-# ---------------------------------------------------------------------------------------------
-# Results file
-
-
-def _parse_row(row: dict[str, str | None]) -> dict[str, Any] | None:
-    """A CSV row with typed values, or None for a malformed (e.g. half-written) row."""
-    try:
-        return {"predictor": row["predictor"], "train_size": int(row["train_size"]), "seed": int(row["seed"]),
-                **{c: float(row[c]) for c in COLUMNS[3:]}}
-    except (TypeError, ValueError, KeyError):
-        return None
-
-
-def load_results(path: Path, parse: Callable[[dict[str, str | None]], dict[str, Any] | None] = _parse_row
-                 ) -> list[dict[str, Any]]:
-    """The well-formed rows of ``results.csv`` (none when it does not exist); ``parse`` types a row or
-    returns None for a malformed one."""
-    if not path.is_file():
-        return []
-    with path.open(newline="") as handle:
-        rows = [parse(r) for r in csv.DictReader(handle)]
-    return [r for r in rows if r is not None]
-
-
-def _write_results(path: Path, rows: list[dict[str, Any]], columns: Sequence[str] = COLUMNS) -> None:
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
-
-
-def _append_result(path: Path, row: dict[str, Any], columns: Sequence[str] = COLUMNS) -> None:
-    with path.open("a", newline="") as handle:
-        csv.DictWriter(handle, columns).writerow(row)
-
-
 def _cell_settings(config: dict[str, Any]) -> dict[str, Any]:
     """The config values a finished cell's numbers depend on (besides its predictor's settings)."""
     return {"space": config["space"], "evaluator": config["evaluator"],
@@ -337,37 +188,8 @@ def _cell_settings(config: dict[str, Any]) -> dict[str, Any]:
             "benchmark.test_metric": config["benchmark"]["test_metric"]}
 
 
-def check_resumable(run_dir: Path, config: Any,
-                    cell_settings: Callable[[dict[str, Any]], dict[str, Any]] = _cell_settings,
-                    fix: str = "choose another name or output.dir") -> None:
-    """Refuse a directory whose stored config would make its finished cells differ from ``config``'s
-    (``cell_settings`` picks the values a cell depends on besides its predictor's settings)."""
-    stored_path = run_dir / "config.yaml"
-    if not stored_path.is_file():
-        return
-    try:
-        stored = cfg.read_yaml(stored_path, "benchmark config")
-        old = cell_settings(stored)
-        old_predictors = {p.get("label", p["name"]): p for p in stored["benchmark"]["predictors"]}
-    except (ConfigError, KeyError, TypeError, AttributeError) as exc:
-        raise RunDirError(f"{stored_path} is damaged ({shown(exc)}); delete {run_dir} to start the benchmark "
-                          "again") from None
-    new = cell_settings(config.to_dict())
-    for key in new:
-        if old.get(key) != new[key]:
-            raise RunDirError(f"{run_dir} was benchmarked with another {key} ({stored_path}); {fix}")
-    for spec in config.benchmark["predictors"]:
-        if spec["label"] in old_predictors and old_predictors[spec["label"]] != spec:
-            raise RunDirError(f"{run_dir} holds results of predictor {spec['label']!r} with other settings "
-                              f"({stored_path}); {fix}")
-
-
 # ---------------------------------------------------------------------------------------------
 # Table
-
-
-def _mean_std(values: list[float], digits: str) -> str:
-    return f"{np.mean(values):{digits}} ± {np.std(values):{digits}}"
 
 
 def format_results(config: BenchConfig, rows: list[dict[str, Any]]) -> str:
@@ -376,17 +198,17 @@ def format_results(config: BenchConfig, rows: list[dict[str, Any]]) -> str:
               "predict archs/s"]
     lines = [f"### {config.name}: {config.space['name']} / {config.evaluator['name']}, train on "
              f"{config.benchmark['target']}, rank against {config.benchmark['test_metric']}", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+             *markdown_header(header)]
     for spec in config.benchmark["predictors"]:
         for size in config.benchmark["train_sizes"]:
             cell = [r for r in rows if r["predictor"] == spec["label"] and r["train_size"] == size]
             if not cell:
                 continue
             column = {c: [r[c] for r in cell] for c in COLUMNS[3:]}
-            lines.append("| " + " | ".join([
-                spec["label"], str(size), str(len(cell)), _mean_std(column["kendall_heldout"], ".3f"),
-                _mean_std(column["spearman_heldout"], ".3f"), _mean_std(column["kendall_all"], ".3f"),
-                _mean_std(column["fit_s"], ".3g"), _mean_std(column["predict_archs_per_s"], ",.0f")]) + " |")
+            lines.append(markdown_row([
+                spec["label"], str(size), str(len(cell)), mean_std(column["kendall_heldout"], ".3f"),
+                mean_std(column["spearman_heldout"], ".3f"), mean_std(column["kendall_all"], ".3f"),
+                mean_std(column["fit_s"], ".3g"), mean_std(column["predict_archs_per_s"], ",.0f")]))
     return "\n".join(lines)
 
 
@@ -409,8 +231,8 @@ def measure_speed(bench: BenchConfig, population: Population, factory: Predictor
     ones = [[g] for g in graphs[:single_calls]]
     batches = [graphs[i:i + batch] for i in range(0, min(len(graphs), 4 * batch), batch)]
     lines = [f"### prediction speed ({torch.get_num_threads()} threads, {len(graphs):,} architectures)", "",
-             f"| predictor | all in one call, archs/s | batch 1: encode ms | batch 1: predict ms | batch {batch}: "
-             f"encode ms/arch | batch {batch}: predict ms/arch |", "|---|---|---|---|---|---|"]
+             *markdown_header(["predictor", "all in one call, archs/s", "batch 1: encode ms", "batch 1: predict ms",
+                               f"batch {batch}: encode ms/arch", f"batch {batch}: predict ms/arch"])]
     for spec in bench.benchmark["predictors"]:
         predictor = factory(spec, bench.seed).fit([graphs[i] for i in train], population.target[train])
         start = time.perf_counter()
@@ -421,16 +243,12 @@ def measure_speed(bench: BenchConfig, population: Population, factory: Predictor
             total = _ms_per_arch(predictor.predict, chunks)
             encode = _ms_per_arch(predictor.featurize, chunks) if hasattr(predictor, "featurize") else None
             cells += ["–", f"{total:.4f}"] if encode is None else [f"{encode:.4f}", f"{total - encode:.4f}"]
-        lines.append(f"| {spec['label']} | " + " | ".join(cells) + " |")
+        lines.append(markdown_row([spec["label"], *cells]))
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------
 # Driver
-
-
-def _default_factory(spec: dict[str, Any], seed: int) -> Predictor:
-    return cfg.build_component("predictor", {k: v for k, v in spec.items() if k != "label"}, seed=seed)
 
 
 def run_predictor_bench(config: str | Path | dict[str, Any], overrides: Sequence[str] = (),
@@ -442,9 +260,9 @@ def run_predictor_bench(config: str | Path | dict[str, Any], overrides: Sequence
     when it is given, predictor sections are passed to it without checking them against the registry.
     """
     bench = validate_bench(load_raw(config, overrides), resolve_predictors=predictor_factory is None)
-    factory = predictor_factory or _default_factory
+    factory = predictor_factory or build_predictor
     run_dir = Path(bench.output["dir"]) / bench.name
-    check_resumable(run_dir, bench)
+    check_resumable(run_dir, bench, _cell_settings, "choose another name or output.dir")
     population = build_population(bench, None if data_dir is None else str(data_dir))
     too_big = [n for n in bench.benchmark["train_sizes"] if n >= len(population.graphs)]
     if too_big:
@@ -456,55 +274,27 @@ def run_predictor_bench(config: str | Path | dict[str, Any], overrides: Sequence
 
 def _run_cells(bench: BenchConfig, population: Population, factory: PredictorFactory, run_dir: Path) -> BenchOutcome:
     """The benchmark's missing cells, then its table (``run_dir`` is locked by the caller)."""
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(bench.to_dict(), sort_keys=False))
-    results_path = run_dir / "results.csv"
-    rows = load_results(results_path)
-    _write_results(results_path, rows)
-    done = {(r["predictor"], r["train_size"], r["seed"]) for r in rows}
     scatter_cell = (max(bench.benchmark["train_sizes"]), bench.seed)
-    jobs = [(spec, size, seed, (size, seed) == scatter_cell) for spec in bench.benchmark["predictors"]
-            for size in sorted(bench.benchmark["train_sizes"], reverse=True) for seed in bench.seeds
-            if (spec["label"], size, seed) not in done]
-    computed = 0
-    for spec, size, seed, metrics, kept in _run_jobs(jobs, population, factory, bench.benchmark["workers"]):
+    cells = CellRun(run_dir, bench, RESULTS, {
+        (spec["label"], size, seed): (spec, size, seed, (size, seed) == scatter_cell)
+        for spec in bench.benchmark["predictors"] for size in sorted(bench.benchmark["train_sizes"], reverse=True)
+        for seed in bench.seeds})
+    for spec, size, seed, metrics, kept in cells.run(_cell_job, (population, factory), bench.benchmark["workers"]):
         log.info("%s N=%d seed=%d: kendall held-out %.4f, fit %.2f s, predict %.2f s", spec["label"], size, seed,
                  metrics["kendall_heldout"], metrics["fit_s"], metrics["predict_s"])
         if kept is not None:
             _plot_scatter(bench, spec["label"], size, seed, metrics, *kept, population, run_dir)
-        row = {"predictor": spec["label"], "train_size": size, "seed": seed, **metrics}
-        _append_result(results_path, row)
-        rows.append(row)
-        computed += 1
-    wanted = {(p["label"], n, s) for p in bench.benchmark["predictors"] for n in bench.benchmark["train_sizes"]
-              for s in bench.seeds}
-    rows = [r for r in rows if (r["predictor"], r["train_size"], r["seed"]) in wanted]
-    table = format_results(bench, rows) + "\n\n" + measure_speed(bench, population, factory)
-    (run_dir / "results.md").write_text(table + "\n")
-    return BenchOutcome(run_dir, rows, table, computed)
+        cells.add({"predictor": spec["label"], "train_size": size, "seed": seed, **metrics})
+    return cells.finish(lambda rows: format_results(bench, rows) + "\n\n" + measure_speed(bench, population, factory))
 
 
-_WORKER_STATE: tuple[Any, PredictorFactory] | None = None
-
-
-def _cell_job(job: tuple[dict[str, Any], int, int, bool]) -> tuple[Any, ...]:
+def _cell_job(job: tuple[dict[str, Any], int, int, bool],
+              shared: tuple[Population, PredictorFactory]) -> tuple[Any, ...]:
     """Run one cell in this process; keep predictions only for the cell that gets the scatter plot."""
     spec, size, seed, keep = job
-    population, factory = _WORKER_STATE
+    population, factory = shared
     metrics, pred, heldout = run_cell(factory(spec, seed), population, size, seed)
     return spec, size, seed, metrics, (pred, heldout) if keep else None
-
-
-def _run_jobs(jobs: list, population: Any, factory: PredictorFactory, workers: int,
-              job: Callable[[Any], Any] = _cell_job):
-    """Yield ``job(j)`` for each job as it finishes; ``job`` reads ``(population, factory)`` from
-    ``_WORKER_STATE``. With several workers, forked processes share the encoded population."""
-    global _WORKER_STATE
-    _WORKER_STATE = (population, factory)
-    if workers == 1 or len(jobs) <= 1:
-        yield from map(job, jobs)
-        return
-    with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
-        yield from pool.imap_unordered(job, jobs)
 
 
 def _plot_scatter(bench: BenchConfig, name: str, size: int, seed: int, metrics: dict[str, float],

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nassearch.errors import NassearchError
-from nassearch.executor_bench import aligned_table
+from nassearch.bench.harness import aligned_table
 
 
 @contextmanager

@@ -4,7 +4,7 @@ Definition. The per-query overhead of a window of queries ``[a, b)`` is
 
     (finished[b-1] - finished[a-1]  -  evaluator time  -  predictor fit/predict time) / (b - a)
 
-where ``finished[i]`` is the timestamp the store recorded for trial ``i`` (``runner._record``), and the
+where ``finished[i]`` is the timestamp the store recorded for trial ``i`` (as it committed it), and the
 evaluator's and the predictor's time are summed over the calls that ended inside that span. The span
 holds, for exactly ``b - a`` queries, everything the runner's loop does: ``ask`` and ``tell``, key sets,
 replay, the store's commit of each trial, checkpoint serialisation and write, metadata, budget and
@@ -45,13 +45,14 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.base import Evaluator, Result
+from nassearch.evaluators.base import Evaluator, Result
 from nassearch import config as cfg
 from nassearch import runner
 from nassearch.errors import ConfigError
 from nassearch.store import TrialStore
-from searchers.base import Searcher
-from spaces.base import Arch
+from nassearch.searchers.base import Searcher
+from nassearch.spaces.base import Arch
+from nassearch.trial import Trial, TrialStatus
 
 #: The acceptance limit of late / early overhead (issue 15).
 MAX_RATIO = 1.5
@@ -81,6 +82,7 @@ class Timings:
         self.cpu_ends: list[float] = []
 
     def record(self, kind: str, end: float, seconds: float, cpu_end: float, cpu_seconds: float) -> None:
+        """Add one call of ``kind`` that ended at ``end`` (and ``cpu_end``) after ``seconds`` (``cpu_seconds``)."""
         self.intervals.setdefault(kind, []).append((end, seconds, cpu_end, cpu_seconds))
         self.ends.append(end)
         self.cpu_ends.append(cpu_end)
@@ -171,10 +173,12 @@ class Window:
 
     @property
     def overhead_ms(self) -> float:
+        """The engine's own time per query: wall time less the evaluator's and the predictor's."""
         return self.wall_ms - self.evaluator_ms - self.predictor_ms
 
     @property
     def engine_ms(self) -> float:
+        """The overhead less the searcher's ``ask`` / ``tell``."""
         return self.overhead_ms - self.searcher_ms
 
 
@@ -215,7 +219,7 @@ def verdict(early: Window, late: Window) -> str:
 def check_windows(config: cfg.RunConfig, early: int, window: int) -> tuple[int, int]:
     """``(early window start, late window start)``; ConfigError unless both fit the budget apart and align
     with its batches."""
-    evaluations, batch = config.budget["evaluations"], config.budget["batch_size"]
+    evaluations, batch = config.budget.evaluations, config.budget.batch_size
     if evaluations is None:
         raise ConfigError(f"{config.name}: bench overhead needs budget.evaluations (the run's length in queries)")
     if early < 1 or window < 1:
@@ -240,7 +244,7 @@ def measure(config: cfg.RunConfig, parts: runner.Components, early: int = 1000, 
                           "leave it out of --prefill")
     timings = Timings()
     timed = runner.Components(parts.space, TimedEvaluator(parts.evaluator, timings), parts.executor)
-    resume_at = late_start - config.budget["batch_size"]
+    resume_at = late_start - config.budget.batch_size
     prefill = prefill and resume_at > early_start + window
     with contextlib.ExitStack() as stack:
         if directory is None:
@@ -249,11 +253,11 @@ def measure(config: cfg.RunConfig, parts: runner.Components, early: int = 1000, 
         start = time.perf_counter()
         with timed_searchers(timings):
             if prefill:
-                head = cfg.validate({**config.to_dict(), "budget": {**config.budget,
+                head = cfg.validate({**config.to_dict(), "budget": {**config.budget.to_dict(),
                                                                    "evaluations": early_start + window}})
-                runner.run_seed(head, timed, config.seed, seed_dir, progress=config.output["progress"])
+                runner.run_seed(head, timed, config.seed, seed_dir, progress=config.output.progress)
                 _prefill(config, parts, seed_dir, resume_at)
-            seed_run = runner.run_seed(config, timed, config.seed, seed_dir, progress=config.output["progress"])
+            seed_run = runner.run_seed(config, timed, config.seed, seed_dir, progress=config.output.progress)
         wall_s = time.perf_counter() - start
     finished = [t.finished for t in seed_run.trials]
     early_w = window_costs(finished, timings, early_start, early_start + window)
@@ -271,7 +275,7 @@ def _prefill(config: cfg.RunConfig, parts: runner.Components, seed_dir: Path, un
     rng = np.random.default_rng([config.seed, until])
     with TrialStore(seed_dir / "trials.sqlite") as store:
         told, state = store.checkpoint()
-        keys = {space.key(space.from_str(t["arch"])) for t in store.trials()}
+        keys = {space.key(t.arch) for t in store.trials(space)}
         index = told
         while index < until:
             archs: list[Arch] = []
@@ -283,8 +287,8 @@ def _prefill(config: cfg.RunConfig, parts: runner.Components, seed_dir: Path, un
                     archs.append(arch)
             for arch, result in zip(archs, evaluator.evaluate_batch(archs)):
                 now = time.time()
-                store.add_trial(index, space.to_str(arch), result.metrics, result.cost_s, result.wall_s, "ok",
-                                now - result.wall_s, now)
+                store.add_trial(Trial(index, arch, space.to_str(arch), result.metrics, result.cost_s, result.wall_s,
+                                      TrialStatus.OK, now - result.wall_s, now))
                 index += 1
         store.set_meta("config", config.with_seed(config.seed).to_dict())
         store.save_checkpoint(until, state)

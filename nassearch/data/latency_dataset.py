@@ -31,14 +31,14 @@ import torch
 import torchvision
 from torch import nn
 
-from nassearch.data import load_csv
+from nassearch.data.tables import load_csv
 from nassearch.errors import DataError
 from nassearch.graph import ArchGraph
-from nassearch.latency import measure_latency_ms
+from nassearch.latency.timing import measure_latency_ms
 from nassearch.model_cost import count_flops, count_params
-from nassearch.network_graph import LayerTrace, layer_row, network_graph, tensor_bytes, trace_layers
-from spaces.nasbench101 import NasBench101Space
-from spaces.nasbench201 import EDGES, OPS, Cell, NasBench201Space, NB201Arch, NB201Network, format_arch, parse_arch
+from nassearch.latency.network_graph import LayerTrace, layer_row, network_graph, tensor_bytes, trace_layers
+from nassearch.spaces.nasbench101 import NasBench101Space
+from nassearch.spaces.nasbench201 import EDGES, OPS, Cell, NasBench201Space, NB201Arch, NB201Network, format_arch, parse_arch
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ def build_cpu_latency_dataset(count: int, seed: int, *, families: Sequence[str] 
     Network ``i`` comes from ``families[i % len(families)]``; its architecture, width and resolution come
     from ``numpy.random.default_rng(seed)``, and its (irrelevant) weights from a torch seed drawn from it,
     so the same seed gives the same names and graphs. Each network is timed with
-    :func:`~nassearch.latency.measure_latency_ms` (median of ``repeats`` runs after ``warmup``, batch 1).
+    :func:`~nassearch.latency.timing.measure_latency_ms` (median of ``repeats`` runs after ``warmup``, batch 1).
     """
     if count < 1 or warmup < 0 or repeats < 1 or threads < 1:
         raise ValueError(f"need count >= 1, warmup >= 0, repeats >= 1 and threads >= 1; got count={count}, "

@@ -1,0 +1,1 @@
+"""Network graphs of built models and latency timing."""
