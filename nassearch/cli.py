@@ -320,7 +320,7 @@ def cmd_spaces(args: argparse.Namespace) -> int:
         cells = enumerate_cells(cache=out)
         print(f"nasbench101: {len(cells):,} unique cells in {time.perf_counter() - start:.1f} s -> {out}")
         return 0
-    from nassearch import space_checks
+    from nassearch.data import space_checks
 
     check = space_checks.verify_nasbench101 if args.space == "nasbench101" else space_checks.verify_nasbench201
     rows = check(args.data_dir)

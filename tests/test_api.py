@@ -152,3 +152,10 @@ def test_a_budget_object_and_cost_budgets(data_dir):
     assert len(result.trials) == 28 and result.summary["cost_s"] == 28.0  # the table's queries cost 1 s each
     with pytest.raises(ConfigError, match="give exactly one of evaluations"):
         nassearch.Budget(evaluations=3, cost_seconds=2.0)
+
+
+def test_both_executors_are_executors():
+    from nassearch.executors import RayExecutor, SerialExecutor
+    from nassearch.protocols import Executor
+
+    assert isinstance(SerialExecutor(), Executor) and issubclass(RayExecutor, Executor)

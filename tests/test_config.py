@@ -126,3 +126,13 @@ def test_shipped_experiments_validate():
             load_retrain_config(path)
         else:
             cfg.load(path)
+
+
+def test_a_searcher_needing_a_capability_refuses_a_space_without_it_at_validation():
+    raw = {**base_raw(), "space": {"name": "nasbench101"}, "evaluator": {"name": "nb101_tabular"},
+           "searcher": {"name": "nsga2"}, "objectives": [{"metric": "val_acc"}, {"metric": "params", "mode": "min"}]}
+    with pytest.raises(ConfigError, match="searcher 'nsga2' needs a space with SupportsCrossover"):
+        cfg.validate(raw)
+    with pytest.raises(ConfigError, match="searcher 'nar_sampling' needs a predictor with PredictsTiers"):
+        cfg.validate({**base_raw(), "searcher": {"name": "nar_sampling", "train_size": 10, "val_size": 0},
+                      "predictor": {"name": "xgb"}, "budget": {"evaluations": 100}})
