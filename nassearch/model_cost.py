@@ -10,6 +10,7 @@ ones, excluding auxiliary heads (as NAS benchmarks report them).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -59,16 +60,22 @@ _COUNTED = (nn.Conv2d, nn.Linear, nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool
 
 
 @torch.no_grad()
-def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Forward FLOPs of ``model`` for one input of shape ``input_shape`` (without the batch axis)."""
+def count_flops(model: nn.Module, input_shape: tuple[int, ...],
+                layer_flops: Callable[[nn.Module, tuple, torch.Tensor], int] | None = None,
+                counted: tuple[type, ...] | None = None) -> int:
+    """Forward FLOPs of ``model`` for one input of shape ``input_shape`` (without the batch axis): the sum of
+    ``layer_flops(module, inputs, output)`` over its ``counted`` layer types (default: this module's rule for
+    convolutions, linear, batch norm, ReLU and pooling layers)."""
+    layer_flops = layer_flops or _layer_flops
+    counted = counted or _COUNTED
     total = 0
 
     def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         nonlocal total
         out = output[0] if isinstance(output, (tuple, list)) else output
-        total += _layer_flops(module, inputs, out)
+        total += layer_flops(module, inputs, out)
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, _COUNTED)]
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, counted)]
     was_training = model.training
     model.eval()
     try:

@@ -79,17 +79,23 @@ SPACES = Registry("space", "nassearch.spaces", {
     "darts": "nassearch.spaces.darts:DartsSpace",
     "nasbench101": "nassearch.spaces.nasbench101:NasBench101Space",
     "nasbench201": "nassearch.spaces.nasbench201:NasBench201Space",
+    "ofa_mbv3": "nassearch.spaces.ofa_mbv3:OFAMobileNetV3Space",
+    "proxylessnas": "nassearch.spaces.proxylessnas:ProxylessNASSpace",
 })
 EVALUATORS = Registry("evaluator", "nassearch.evaluators", {
     "nb101_tabular": "nassearch.evaluators.tabular:NasBench101Tabular",
     "nb201_tabular": "nassearch.evaluators.tabular:NasBench201Tabular",
     "train": "nassearch.evaluators.training:TrainingEvaluator",
     "nb301_surrogate": "nassearch.evaluators.surrogate:NasBench301Surrogate",
+    "ofa_accuracy": "nassearch.evaluators.ofa:OFAAccuracy",
+    "note10_latency": "nassearch.evaluators.ofa:Note10Latency",
 })
 SEARCHERS = Registry("searcher", "nassearch.searchers", {
     "nar_sampling": "nassearch.searchers.nar_sampling:NARSampling",
+    "neural_predictor": "nassearch.searchers.neural_predictor:NeuralPredictorSearch",
     "predictor_evolution": "nassearch.searchers.predictor_evolution:PredictorGuidedEvolution",
     "nsga2": "nassearch.searchers.nsga2:NSGA2",
+    "ofa_evolution": "nassearch.searchers.ofa_evolution:OFAEvolution",
     "random_search": "nassearch.searchers.random_search:RandomSearch",
     "regularized_evolution": "nassearch.searchers.regularized_evolution:RegularizedEvolution",
 })

@@ -96,8 +96,7 @@ class PredictorGuidedEvolution(HistorySearcher):
         graphs = self.graphs if len(finite) == len(fitness) else [self.graphs[i] for i in finite]
         self.predictor.fit(list(graphs), fitness[finite])
         fitted = time.perf_counter() - start
-        best = finite[np.argsort(-fitness[finite], kind="stable")[: self.num_parents]]  # earliest first on ties
-        pool = self._mutation_pool([self.evaluated[i][0] for i in best])
+        pool = self._pool(fitness, finite)
         if not pool:
             pool = [self._new_sample()]
         predicted = self.predictor.predict([self.space.encode(a) for a in pool])
@@ -108,6 +107,11 @@ class PredictorGuidedEvolution(HistorySearcher):
         chosen = [pool[i] for i in order]
         self.seen.update(self.space.key(a) for a in chosen)
         return chosen
+
+    def _pool(self, fitness: np.ndarray, finite: np.ndarray) -> list[Arch]:
+        """The round's candidates: mutations of the ``num_parents`` best evaluated architectures."""
+        best = finite[np.argsort(-fitness[finite], kind="stable")[: self.num_parents]]  # earliest first on ties
+        return self._mutation_pool([self.evaluated[i][0] for i in best])
 
     def _mutation_pool(self, parents: Sequence[Arch]) -> list[Arch]:
         per_parent = -(-self.pool_size // len(parents))

@@ -18,13 +18,16 @@ from nassearch.predictors.static_xgb import StaticXGBPredictor
 from nassearch.predictors.tnasp import TNASPPredictor
 from nassearch.predictors.xgb import XGBPredictor
 from nassearch.searchers.nar_sampling import NARSampling
+from nassearch.searchers.neural_predictor import NeuralPredictorSearch
 from nassearch.searchers.nsga2 import NSGA2
+from nassearch.searchers.ofa_evolution import OFAEvolution
 from nassearch.searchers.predictor_evolution import PredictorGuidedEvolution
 from nassearch.searchers.random_search import RandomSearch
 from nassearch.searchers.regularized_evolution import RegularizedEvolution
 from nassearch.spaces.darts import DartsSpace
 from nassearch.spaces.nasbench101 import NasBench101Space
 from nassearch.spaces.nasbench201 import NasBench201Space
+from nassearch.spaces.proxylessnas import ProxylessNASSpace
 from nassearch.testing import PredictorConformance, SearcherConformance, SpaceConformance
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -99,6 +102,16 @@ class TestDartsSpace(SpaceConformance):
         return darts()
 
 
+@functools.cache
+def proxylessnas() -> ProxylessNASSpace:
+    return ProxylessNASSpace()
+
+
+class TestProxylessNASSpace(SpaceConformance):
+    def make_space(self):
+        return proxylessnas()
+
+
 # ------------------------------------------------------------------------------------------ searchers
 
 
@@ -136,6 +149,23 @@ class TestPredictorEvolution(SearcherConformance):
     def make_searcher(self, space, seed):
         return PredictorGuidedEvolution(space, self.objectives, seed, predictor=XGBPredictor(seed, n_estimators=10),
                                         initial_samples=6, num_parents=3, pool_size=12, evaluations_per_round=4)
+
+
+class TestNeuralPredictorSearch(SearcherConformance):
+    def make_space(self):
+        return nb201()
+
+    def make_searcher(self, space, seed):
+        return NeuralPredictorSearch(space, self.objectives, seed, predictor=XGBPredictor(seed, n_estimators=10),
+                                     initial_samples=6, evaluations_per_round=4, pool_size=30)
+
+
+class TestOFAEvolution(SearcherConformance):
+    def make_space(self):
+        return nb201()
+
+    def make_searcher(self, space, seed):
+        return OFAEvolution(space, self.objectives, seed, population_size=8)
 
 
 def tiny_nar(seed: int) -> NARPredictor:
@@ -212,3 +242,10 @@ class TestTNASPPredictor(NB201Predictor):
 class TestXGBPredictor(NB201Predictor):
     def make_predictor(self, seed):
         return XGBPredictor(seed, n_estimators=10)
+
+
+class TestOFAMobileNetV3Space(SpaceConformance):
+    def make_space(self):
+        from nassearch.spaces.ofa_mbv3 import OFAMobileNetV3Space
+
+        return OFAMobileNetV3Space()

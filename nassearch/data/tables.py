@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from nassearch.errors import DataError
 
@@ -68,6 +69,29 @@ _NB201_INDEX = Bounds("index", 0, 15624)
 #: Shared by the NB101 tables (whose accuracies are fractions, bounded per table).
 _NB101_BOUNDS = (Bounds("num_vertices", 2, 7), Bounds("train_time_s"), Bounds("trainable_params"))
 _NASLIB_BOUNDS = (Bounds("val_accuracy", 0, 100), Bounds("flops_m"), Bounds("params_m"))
+
+#: Arrays of OFA's accuracy predictor MLP (Linear-ReLU x3 + Linear, torch state-dict names).
+_OFA_PREDICTOR_ARRAYS = ("0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias", "6.weight", "6.bias")
+#: OFA's Samsung Note10 latency lookup tables, one per input resolution (160..224 step 4).
+_OFA_NOTE10_SHA256 = {
+    160: "a2671a45e9400542679ed03de946b45d6a35010f9ab21834af3e7ba8341d36d1",
+    164: "146c34f116ea2dd6b0a421e3b9b3b1a106ba2817c928e7c66a0b58703946f7ea",
+    168: "08c833755d446cb65a6224e0fed7ef71be29709bfd2aa12009d4b645e37b4ce4",
+    172: "dead1205668fec983c8d7d8445d2dc3afe30a617917218becc90a8b3b8e72a57",
+    176: "34223ae037d5719a5f33261bdfd9341f590a2999edf520f174309605dc06307c",
+    180: "a4c43390a41c6affec5c0d2f927cd671a7d99341dbcb0178876794d9683d8ef6",
+    184: "94e0b62a291cc8d77a980478edc96d4ab4b6fe9b0209bc87d296bd2812ccd3d3",
+    188: "2f33a119bf5d4218fd390b785d3d03fd52b3522c77f58b751ff38f01a249fbd0",
+    192: "0ff5ca0649e56ad34a42d6a8a6f20adb5121c8d12d135299397b310472db79e2",
+    196: "80217a43dc40c8ce45b54c4cd60d58a79ee091015035f0d4388a09c192074bab",
+    200: "4bb6703197777ac01483cbe6340979dc8090ed6471c3f47d4e08749e523d4c53",
+    204: "129a4ee3f46f2b732f93c43dc04540c864adcc68e5f495ab0b183dc748fead43",
+    208: "41aa63af766a8298354e6aa5ae69d512ac68656a6e7d0a4fa5dc725c8d438633",
+    212: "cacb0d9f262e1e029c39a639acb856b16d16cbd7db365056ee7bc55bbb41d417",
+    216: "bbb64c0be7b420139d92a79757923e7b4c5d8d61730a90995d1ab51f6f718939",
+    220: "75b0954b2fa678b5b2422b3edbc51983609a9a441d77fe4bb68888da8bb8984e",
+    224: "c13a9bcb3f4becae844bce4897129c4e42975984c1029cbd5acb48c970136530",
+}
 
 TABLES: dict[str, TableSpec] = {t.name: t for t in (
     TableSpec("nb201_12epoch", "nasbench201/nb201_12epoch.csv.gz",
@@ -119,7 +143,10 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in (
               "slds-lmu/yahpo_data nb301/encoding_v2.json"),
     TableSpec("ofa_acc_predictor", "ofa/ofa_mbv3_acc_predictor.npz",
               "650412d07121f536680bd3194a9625380473c56205cf1b5df0d8c3fd1aaca8e6",
-              "mit-han-lab/once-for-all tutorial acc_predictor (MLP weights, npz)"),
+              "mit-han-lab/once-for-all tutorial acc_predictor (MLP weights, npz)", _OFA_PREDICTOR_ARRAYS),
+    *(TableSpec(f"ofa_note10_lut_{r}", f"ofa/latency_table_note10/{r}_lookup_table.yaml", sha256,
+                f"mit-han-lab/once-for-all tutorial latency_table@note10/{r}_lookup_table.yaml (Samsung Note10, ms)",
+                rows=96) for r, sha256 in _OFA_NOTE10_SHA256.items()),
     TableSpec("ofa_help_5k_latency", "ofa/help_ofa_5k_latency_ms.csv",
               "35e10148226b1230c8a76f113237f2cbd130d72d21ed5c6c303e9d38c6e4c4e1",
               "HayeonLee/HELP ofa_archs + GPU latencies (5,000 OFA subnets)", ("arch_id", "r", "acc_pred_ofa"), 5000,
@@ -222,6 +249,40 @@ def load_json(name: str, data_dir: str | os.PathLike | None = None) -> dict:
     return payload
 
 
+def load_yaml(name: str, data_dir: str | os.PathLike | None = None) -> dict:
+    """A known YAML table (a mapping), read with ``yaml.safe_load`` and checked against its checksum, its
+    required top-level keys (``columns``) and its number of top-level entries (``rows``)."""
+    spec = TABLES[name]
+    path = table_path(name, data_dir)
+    try:
+        payload = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        reason = str(exc).strip().partition("\n")[0]
+        raise DataError(f"benchmark table {path} cannot be read as YAML ({reason}): {fix_hint(spec)}") from None
+    if not isinstance(payload, dict):
+        raise DataError(f"benchmark table {path} is not a YAML mapping; {fix_hint(spec)}")
+    _check_schema(spec, path, list(payload), len(payload))
+    return payload
+
+
+def load_npz(name: str, data_dir: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
+    """A known ``.npz`` archive as a dict of arrays (never unpickled), checked against its checksum and its
+    required array names (``columns``); every array must hold finite numbers."""
+    spec = TABLES[name]
+    path = table_path(name, data_dir)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, EOFError, zlib.error) as exc:
+        reason = str(exc).strip().partition("\n")[0]
+        raise DataError(f"benchmark table {path} cannot be read as .npz ({reason}): {fix_hint(spec)}") from None
+    _check_schema(spec, path, list(arrays), None)
+    for key, array in arrays.items():
+        if array.dtype.kind not in "fiu" or not np.all(np.isfinite(array)):
+            raise DataError(f"benchmark table {path}: array {key!r} does not hold finite numbers; {fix_hint(spec)}")
+    return arrays
+
+
 def _refuse_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number a table may hold")
 
@@ -284,7 +345,8 @@ def verify_tables(data_dir: str | os.PathLike | None = None) -> list[TableStatus
         state = status.state
         if state == "present":
             try:
-                loader = {".csv": load_csv, ".gz": load_csv, ".json": load_json}.get(status.path.suffix, table_path)
+                loader = {".csv": load_csv, ".gz": load_csv, ".json": load_json, ".yaml": load_yaml,
+                          ".npz": load_npz}.get(status.path.suffix, table_path)
                 loader(status.spec.name, data_dir)
                 state = "ok"
             except DataError as exc:
