@@ -31,6 +31,9 @@ class Evaluator(ABC):
     """Turns architectures of one space into Results. Never sees the searcher."""
 
     name: str = ""
+    #: The dataset its metrics are measured on, for plot titles (a ``dataset`` setting of the config names it
+    #: where an evaluator answers for several).
+    dataset: str = "cifar10"
 
     def __init__(self, space: SearchSpace) -> None:
         self.space = space

@@ -130,6 +130,7 @@ class _OFAQuery(Evaluator):
     once (``query_batch``); each query costs ``cost_per_query_s``."""
 
     metric = ""
+    dataset = "imagenet"
 
     def __init__(self, space: SearchSpace, cost_per_query_s: float) -> None:
         super().__init__(space)
@@ -164,14 +165,18 @@ class OFAAccuracy(_OFAQuery):
     split of ImageNet train), rounded to 6 decimals. ``dtype`` is the arithmetic of the MLP: float64 (default;
     an architecture gets the same value in every batch) or float32 (about 4x faster; values move by ~1e-5 %
     with the batch composition). Both reproduce the stored outputs of OFA's predictor to < 1e-6 (fraction).
+    ``note10_latency: true`` adds the ``latency_ms`` of :class:`Note10Latency` to every result, so that one
+    config can search accuracy against Note10 latency (as ``nb201_tabular`` adds device latencies).
     """
 
     name = "ofa_accuracy"
     metric = "val_acc"
 
     def __init__(self, space: SearchSpace, data_dir: str | None = None, cost_per_query_s: float = 1.0,
-                 dtype: Literal["float64", "float32"] = "float64", chunk_size: int = 16384) -> None:
+                 dtype: Literal["float64", "float32"] = "float64", chunk_size: int = 16384,
+                 note10_latency: bool = False) -> None:
         super().__init__(space, cost_per_query_s)
+        self.note10 = Note10Latency(space, data_dir, cost_per_query_s) if note10_latency else None
         if dtype not in ("float64", "float32"):
             raise ValueError(f"dtype must be float64 or float32, got {dtype!r}")
         if chunk_size < 1:
@@ -223,6 +228,18 @@ class OFAAccuracy(_OFAQuery):
     def query_batch(self, archs: Sequence[OFAArch]) -> np.ndarray:
         """Vectorised query: ``val_acc`` (percent, rounded to ``VAL_ACC_DECIMALS``) of each architecture, (n,)."""
         return np.round(100.0 * self.predict(*arch_arrays(archs)), VAL_ACC_DECIMALS)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return (self.metric,) if self.note10 is None else (self.metric, self.note10.metric)
+
+    def evaluate_batch(self, archs: Sequence[OFAArch]) -> list[Result]:
+        results = super().evaluate_batch(archs)
+        if self.note10 is None:
+            return results
+        latency = self.note10.query_batch(archs).tolist()
+        return [Result({**result.metrics, self.note10.metric: value}, result.cost_s, result.wall_s)
+                for result, value in zip(results, latency)]
 
 
 class Note10Latency(_OFAQuery):

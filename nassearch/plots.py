@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 
 from nassearch.metrics import non_dominated, to_minimisation  # noqa: E402
 from nassearch.objectives import Objective  # noqa: E402
+from nassearch.registry import EVALUATORS  # noqa: E402
 
 #: Overlaid runs often coincide (same seeds, same random start): vary the dash so each stays visible.
 LINESTYLES = ("-", "--", ":", "-.")
@@ -30,9 +31,10 @@ def metric_label(metric: str) -> str:
 
 
 def benchmark_title(config: Any) -> str:
-    """What a run config searched: space, evaluator and dataset (the evaluator's ``dataset`` setting; the other
-    evaluators answer for CIFAR-10), e.g. ``nasbench201 / nb201_tabular, cifar10``."""
-    return f"{config.space['name']} / {config.evaluator['name']}, {config.evaluator.get('dataset', 'cifar10')}"
+    """What a run config searched: space, evaluator and dataset (the evaluator's ``dataset`` setting, else the
+    dataset its class answers for), e.g. ``nasbench201 / nb201_tabular, cifar10``."""
+    name = config.evaluator["name"]
+    return f"{config.space['name']} / {name}, {config.evaluator.get('dataset') or EVALUATORS.get(name).dataset}"
 
 
 def plot_search_curves(curves: dict[str, np.ndarray], metric: str, path: str | Path,

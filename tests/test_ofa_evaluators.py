@@ -293,3 +293,13 @@ def test_registered_names_resolve():
 
     assert EVALUATORS.get("ofa_accuracy") is OFAAccuracy
     assert EVALUATORS.get("note10_latency") is Note10Latency
+
+
+def test_accuracy_can_add_note10_latency_for_one_config(space, data_dir, note10):
+    both = OFAAccuracy(space, data_dir=str(data_dir), note10_latency=True)
+    archs = random_archs(50, seed=7)
+    results = both.evaluate_batch(archs)
+    assert both.metrics == ("val_acc", "latency_ms")
+    assert [r.metrics["latency_ms"] for r in results] == note10.query_batch(archs).tolist()
+    assert [r.metrics["val_acc"] for r in results] == both.query_batch(archs).tolist()
+    assert both.evaluate(archs[0]).metrics == results[0].metrics
