@@ -226,17 +226,17 @@ def search_seed(space: SearchSpace, evaluator: Evaluator, executor: Executor, ma
     """Run (or resume) the search of one seed: ask, evaluate, store, tell until ``budget`` is spent.
 
     ``directory`` None keeps the store in memory; otherwise its store is validated and resumed (a damaged
-    one is refused with what is wrong, or with ``repair`` cut back to its intact trials first), then
-    ``before_writing(stored)`` may refuse it, and ``meta`` entries the store lacks are written.
+    one is refused with what is wrong, or with ``repair`` cut back to its intact trials first), the directory
+    is made, then ``before_writing(stored)`` may refuse it or write beside the store, and ``meta`` entries the store lacks are written.
     ``progress`` is the label of a progress bar on stderr (None: no bar)."""
     searcher, stored = _restore(make_searcher, space, budget.batch_size, directory, repair)
-    if before_writing is not None:
-        before_writing(stored)
     if directory is not None:
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise dirs.write_error(directory, exc) from None
+    if before_writing is not None:
+        before_writing(stored)
     with TrialStore(None if directory is None else directory / STORE) as store:
         for key, value in (meta or {}).items():
             if stored is None or key not in stored.meta:

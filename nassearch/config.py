@@ -44,32 +44,29 @@ class Budget:
     batch_size: int = 1
 
     def __post_init__(self) -> None:
-        Budget.from_raw(asdict(self))
+        """Check the limits (ConfigError naming the key); a whole-number ``cost_seconds`` becomes a float."""
+        evaluations, cost_seconds, batch_size = self.evaluations, self.cost_seconds, self.batch_size
+        if (evaluations is None) == (cost_seconds is None):
+            raise ConfigError("budget: give exactly one of evaluations (number of queries) or cost_seconds")
+        if evaluations is not None and typed("budget.evaluations", evaluations, int, MAX_EVALUATIONS) < 1:
+            raise ConfigError(f"budget.evaluations: must be >= 1, got {evaluations}")
+        if cost_seconds is not None:
+            object.__setattr__(self, "cost_seconds", typed("budget.cost_seconds", cost_seconds, float))
+            if not 0 < self.cost_seconds <= MAX_COST_SECONDS:
+                raise ConfigError(f"budget.cost_seconds: must lie in (0, {MAX_COST_SECONDS:g}], got {self.cost_seconds}")
+        if typed("budget.batch_size", batch_size, int) < 1:
+            raise ConfigError(f"budget.batch_size: must be >= 1, got {batch_size}")
+        if evaluations is not None and batch_size > evaluations:
+            raise ConfigError(f"budget.batch_size: {batch_size} is more than budget.evaluations ({evaluations}); "
+                              "give at most the number of evaluations")
 
     @classmethod
-    def from_raw(cls, raw: Any, path: str = "budget") -> Budget:
-        """A checked budget from a config mapping; ConfigError naming the key otherwise."""
+    def from_raw(cls, raw: Any) -> Budget:
+        """A checked budget from the config's ``budget`` mapping; ConfigError naming the key otherwise."""
         if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a mapping, e.g. {path}: {{evaluations: 150}}")
-        reject_unknown(raw, [f.name for f in fields(cls)], path)
-        evaluations, cost_seconds, batch_size = raw.get("evaluations"), raw.get("cost_seconds"), raw.get("batch_size", 1)
-        if (evaluations is None) == (cost_seconds is None):
-            raise ConfigError(f"{path}: give exactly one of evaluations (number of queries) or cost_seconds")
-        if evaluations is not None and typed(f"{path}.evaluations", evaluations, int, MAX_EVALUATIONS) < 1:
-            raise ConfigError(f"{path}.evaluations: must be >= 1, got {evaluations}")
-        if cost_seconds is not None:
-            cost_seconds = typed(f"{path}.cost_seconds", cost_seconds, float)
-            if not 0 < cost_seconds <= MAX_COST_SECONDS:
-                raise ConfigError(f"{path}.cost_seconds: must lie in (0, {MAX_COST_SECONDS:g}], got {cost_seconds}")
-        if typed(f"{path}.batch_size", batch_size, int) < 1:
-            raise ConfigError(f"{path}.batch_size: must be >= 1, got {batch_size}")
-        if evaluations is not None and batch_size > evaluations:
-            raise ConfigError(f"{path}.batch_size: {batch_size} is more than {path}.evaluations ({evaluations}); "
-                              "give at most the number of evaluations")
-        budget = cls.__new__(cls)
-        for key, value in (("evaluations", evaluations), ("cost_seconds", cost_seconds), ("batch_size", batch_size)):
-            object.__setattr__(budget, key, value)
-        return budget
+            raise ConfigError("budget: expected a mapping, e.g. budget: {evaluations: 150}")
+        reject_unknown(raw, [f.name for f in fields(cls)], "budget")
+        return cls(**raw)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for YAML."""

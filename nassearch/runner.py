@@ -110,10 +110,6 @@ def run_seed(config: cfg.RunConfig, parts: Components, seed: int, directory: Pat
             _check_same_config(stored.meta["config"], seed_config.to_dict(), directory,
                                f"resume it with the config in {directory / 'config.yaml'} or start a new run directory")
             return
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise dirs.write_error(directory, exc) from None
         dirs.atomic_write_text(directory / "config.yaml", yaml.safe_dump(seed_config.to_dict(), sort_keys=False))
 
     return search_seed(parts.space, parts.evaluator, parts.executor, lambda: build_searcher(config, parts, seed),
