@@ -1,1 +1,1 @@
-"""Evaluators: architecture -> Result (benchmark tables, surrogates, or real training)."""
+"""Evaluators: architecture -> Result (benchmark tables, surrogates, real training, or latency measured here)."""

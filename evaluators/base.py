@@ -34,6 +34,9 @@ class Evaluator(ABC):
     #: The dataset its metrics are measured on, for plot titles (a ``dataset`` setting of the config names it
     #: where an evaluator answers for several).
     dataset: str = "cifar10"
+    #: Whether ``evaluate_batch`` is one vectorised query (table lookups): the serial executor then hands it
+    #: whole batches instead of one architecture at a time.
+    batched: bool = False
 
     def __init__(self, space: SearchSpace) -> None:
         self.space = space

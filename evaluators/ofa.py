@@ -27,6 +27,7 @@ from abc import abstractmethod
 import os
 import time
 from collections.abc import Sequence
+from itertools import chain
 from typing import Literal
 
 import numpy as np
@@ -64,6 +65,13 @@ def _choice_index(choices: Sequence[int]) -> np.ndarray:
 
 _KERNEL_INDEX = _choice_index(KERNELS)
 _EXPAND_INDEX = _choice_index(EXPANDS)
+_DEPTH_INDEX = _choice_index(DEPTHS)
+
+
+def _not_in(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Bool mask of the values that are not choices of the lookup ``index`` (``_choice_index``)."""
+    inside = (values >= 0) & (values < len(index))
+    return ~inside | (index[np.where(inside, values, 0)] < 0)
 
 
 def arch_arrays(archs: Sequence[OFAArch]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -72,13 +80,14 @@ def arch_arrays(archs: Sequence[OFAArch]) -> tuple[np.ndarray, np.ndarray, np.nd
         return (np.zeros((0, N_SLOTS), np.int64), np.zeros((0, N_SLOTS), np.int64),
                 np.zeros((0, N_STAGES), np.int64), np.zeros(0, np.int64))
     try:
-        ks = np.array([a.ks for a in archs], dtype=np.int64)
-        e = np.array([a.e for a in archs], dtype=np.int64)
-        d = np.array([a.d for a in archs], dtype=np.int64)
-        r = np.array([a.r for a in archs], dtype=np.int64)
+        try:  # the fast path: 46 genes per architecture, each fitting a byte
+            genes = np.frombuffer(bytes(chain.from_iterable(a.ks + a.e + a.d + (a.r,) for a in archs)), np.uint8)
+            genes = genes.reshape(len(archs), 2 * N_SLOTS + N_STAGES + 1).astype(np.int64)
+            return genes[:, :N_SLOTS], genes[:, N_SLOTS:2 * N_SLOTS], genes[:, 2 * N_SLOTS:-1], genes[:, -1]
+        except ValueError:  # a gene of 256 or more, or a wrong length: per field, so that the check names it
+            return tuple(np.array([getattr(a, name) for a in archs], dtype=np.int64) for name in ("ks", "e", "d", "r"))
     except (AttributeError, TypeError, ValueError) as exc:
         raise InvalidArchitecture(f"not OFA MobileNetV3 architectures (ks[20], e[20], d[5], r): {exc}") from None
-    return ks, e, d, r
 
 
 def active_slots(d: np.ndarray) -> np.ndarray:
@@ -95,19 +104,20 @@ def _check_genes(ks: np.ndarray, e: np.ndarray, d: np.ndarray, r: np.ndarray,
         if genes.shape != (n, width):
             raise InvalidArchitecture(f"OFA architecture {name} must hold {width} values per architecture, "
                                       f"got shape {genes.shape[1:] if genes.ndim == 2 else genes.shape}")
-    bad = ~np.isin(d, DEPTHS)
+    bad = _not_in(d, _DEPTH_INDEX)
     if bad.any():
         i, s = np.argwhere(bad)[0]
         raise InvalidArchitecture(f"architecture {i}: depth {d[i, s]} of stage {s} is not one of "
                                   f"{', '.join(map(str, DEPTHS))}")
     active = active_slots(d)
-    for name, genes, choices in (("kernel size", ks, KERNELS), ("expansion", e, EXPANDS)):
-        bad = active & ~np.isin(genes, choices)
+    for name, genes, choices, index in (("kernel size", ks, KERNELS, _KERNEL_INDEX),
+                                        ("expansion", e, EXPANDS, _EXPAND_INDEX)):
+        bad = active & _not_in(genes, index)
         if bad.any():
             i, slot = np.argwhere(bad)[0]
             raise InvalidArchitecture(f"architecture {i}: {name} {genes[i, slot]} in block slot {slot} (stage "
                                       f"{slot // MAX_DEPTH}) is not one of {', '.join(map(str, choices))}")
-    bad = ~np.isin(r, list(resolutions))
+    bad = _not_in(r, _choice_index(resolutions))
     if bad.any():
         i = int(np.argmax(bad))
         raise InvalidArchitecture(f"architecture {i}: resolution {r[i]} is outside {resolution_source}")
@@ -131,6 +141,7 @@ class _OFAQuery(Evaluator):
 
     metric = ""
     dataset = "imagenet"
+    batched = True
 
     def __init__(self, space: SearchSpace, cost_per_query_s: float) -> None:
         super().__init__(space)
@@ -173,7 +184,7 @@ class OFAAccuracy(_OFAQuery):
     metric = "val_acc"
 
     def __init__(self, space: SearchSpace, data_dir: str | None = None, cost_per_query_s: float = 1.0,
-                 dtype: Literal["float64", "float32"] = "float64", chunk_size: int = 16384,
+                 dtype: Literal["float64", "float32"] = "float64", chunk_size: int = 1024,
                  note10_latency: bool = False) -> None:
         super().__init__(space, cost_per_query_s)
         self.note10 = Note10Latency(space, data_dir, cost_per_query_s) if note10_latency else None
@@ -204,12 +215,15 @@ class OFAAccuracy(_OFAQuery):
         active = _check_genes(ks, e, d, r, PREDICTOR_RESOLUTIONS,
                               f"the accuracy predictor's range {_resolution_text(PREDICTOR_RESOLUTIONS)}")
         n = len(r)
-        x = np.zeros((n, _N_FEATURES), dtype=dtype)
-        rows, slots = np.nonzero(active)
-        x[rows, 3 * slots + _KERNEL_INDEX[ks[rows, slots]]] = 1
-        x[rows, 60 + 3 * slots + _EXPAND_INDEX[e[rows, slots]]] = 1
-        x[np.arange(n), 120 + (r - 112) // 16] = 1
-        return x
+        # One column per set bit; an inactive slot points at a spare column N_FEATURES that is cut off at the end.
+        slots = 3 * np.arange(N_SLOTS)
+        columns = np.concatenate([
+            np.where(active, slots + _KERNEL_INDEX[np.clip(ks, 0, len(_KERNEL_INDEX) - 1)], _N_FEATURES),
+            np.where(active, 60 + slots + _EXPAND_INDEX[np.clip(e, 0, len(_EXPAND_INDEX) - 1)], _N_FEATURES),
+            (120 + (r - 112) // 16)[:, None]], axis=1)
+        x = np.zeros((n, _N_FEATURES + 1), dtype=dtype)
+        np.put_along_axis(x, columns, 1, axis=1)
+        return np.ascontiguousarray(x[:, :_N_FEATURES])
 
     def predict(self, ks: np.ndarray, e: np.ndarray, d: np.ndarray, r: np.ndarray) -> np.ndarray:
         """The predictor's output for a batch given as gene arrays: float (n,), a fraction (not percent)."""

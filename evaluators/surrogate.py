@@ -179,6 +179,7 @@ def load_cost_model(space: DartsSpace) -> Path:
 class NasBench301Surrogate(Evaluator):
     """DARTS cells scored by the NB301 surrogate (YAHPO v2 ONNX model); metrics val_acc, runtime, params, flops."""
 
+    batched = True
     name = "nb301_surrogate"
 
     def __init__(self, space: DartsSpace, data_dir: str | None = None, epoch: int = FULL_BUDGET_EPOCH) -> None:

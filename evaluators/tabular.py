@@ -40,6 +40,7 @@ class NasBench201Tabular(Evaluator):
     in ``latency_devices`` (columns of the latency table without the ``lat_`` prefix, e.g. ``1080ti_bs1``).
     """
 
+    batched = True
     name = "nb201_tabular"
 
     def __init__(self, space: NasBench201Space, data_dir: str | None = None, dataset: str = "cifar10",

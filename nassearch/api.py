@@ -98,7 +98,7 @@ def search(space: Component, evaluator: Component, searcher: Component, *,
     evaluator = build("evaluator", evaluator, space=space, data_dir=data_dir)
     cfg.check_metrics(objectives, None, evaluator.metrics, evaluator.name or type(evaluator).__name__)
     executor = build("executor", executor)
-    make_searcher = _searcher_factory(searcher, predictor, space, objectives, seed, budget)
+    make_searcher = _searcher_factory(searcher, predictor, space, objectives, seed, budget, data_dir)
     spec = {"space": space.name, "evaluator": evaluator.name, "searcher": _described(searcher),
             "predictor": _described(predictor), "objectives": [vars(o) for o in objectives],
             "budget": budget.to_dict(), "seed": seed}
@@ -148,7 +148,8 @@ def _described(component: Component | None) -> Any:
 
 
 def _searcher_factory(searcher: Component, predictor: Component | None, space: SearchSpace,
-                      objectives: Sequence[Objective], seed: int, budget: Budget) -> Callable[[], Searcher]:
+                      objectives: Sequence[Objective], seed: int, budget: Budget,
+                      data_dir: str | None) -> Callable[[], Searcher]:
     """A function building the seed's searcher afresh (for a retry after ``repair``), checked once now."""
     if isinstance(searcher, (str, dict)):
         settings = cfg.resolve_component("searcher", searcher)
@@ -159,7 +160,7 @@ def _searcher_factory(searcher: Component, predictor: Component | None, space: S
             built = None if predictor is None else build("predictor", predictor, seed=seed)
             check_requirements(cls, space, built)
             return cfg.build_component("searcher", settings, space=space, objectives=objectives, seed=seed,
-                                       predictor=built)
+                                       predictor=built, build_evaluator=cfg.evaluator_builder(space, data_dir))
     else:
         built_searcher = build("searcher", searcher)
         check_requirements(type(built_searcher), space, getattr(built_searcher, "predictor", None))

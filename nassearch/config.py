@@ -13,7 +13,7 @@ import copy
 import inspect
 import typing
 from dataclasses import asdict, dataclass, fields
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,8 @@ from nassearch.validation import (MAX_COST_SECONDS, MAX_EVALUATIONS, MAX_INT_CHA
                                   validate_header)
 
 #: Constructor arguments the engine supplies itself; a config cannot set them.
-CONTEXT_ARGS = frozenset({"self", "space", "evaluator", "predictor", "objectives", "seed", "data_dir"})
+CONTEXT_ARGS = frozenset({"self", "space", "evaluator", "predictor", "objectives", "seed", "data_dir",
+                          "build_evaluator"})
 TOP_LEVEL = ("name", "seed", "space", "evaluator", "predictor", "searcher", "budget", "objectives",
              "executor", "output", "threads")
 
@@ -350,24 +351,26 @@ def component_parameters(cls: type) -> dict[str, inspect.Parameter]:
             if k not in CONTEXT_ARGS and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
 
-def resolve_component(section: str, spec: Any) -> dict[str, Any]:
-    """Validate a component section against its class's signature; return it with all defaults."""
+def resolve_component(section: str, spec: Any, label: str | None = None) -> dict[str, Any]:
+    """Validate a component section against its class's signature; return it with all defaults. Messages
+    name ``label`` (default: the section)."""
+    label = label or section
     if isinstance(spec, str):
         spec = {"name": spec}
     if not isinstance(spec, dict) or "name" not in spec:
-        raise ConfigError(f"{section}: expected a mapping with a 'name' key, e.g. {section}: {{name: ...}}")
-    name = typed(f"{section}.name", spec["name"], str)
-    cls = COMPONENTS[section].get(name)
+        raise ConfigError(f"{label}: expected a mapping with a 'name' key, e.g. {label}: {{name: ...}}")
+    name = typed(f"{label}.name", spec["name"], str)
+    cls = COMPONENTS[section].get(name, f"{label}.name")
     params = component_parameters(cls)
-    reject_unknown({k: v for k, v in spec.items() if k != "name"}, list(params), section,
+    reject_unknown({k: v for k, v in spec.items() if k != "name"}, list(params), label,
                     f" for {section} {name!r}")
     hints = typing.get_type_hints(cls.__init__)
     resolved: dict[str, Any] = {"name": name}
     for key, param in params.items():
         if key in spec:
-            resolved[key] = typed(f"{section}.{key}", spec[key], hints.get(key, param.annotation))
+            resolved[key] = typed(f"{label}.{key}", spec[key], hints.get(key, param.annotation))
         elif param.default is inspect.Parameter.empty:
-            raise ConfigError(f"{section}.{key}: missing; {section} {name!r} requires it")
+            raise ConfigError(f"{label}.{key}: missing; {section} {name!r} requires it")
         else:
             resolved[key] = copy.deepcopy(param.default)
     return resolved
@@ -408,9 +411,11 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunCo
 # Building
 
 
-def build_component(section: str, spec: dict[str, Any], **context: Any) -> Any:
-    """Instantiate a resolved component; constructor ValueErrors become ConfigErrors naming the section."""
+def build_component(section: str, spec: dict[str, Any], label: str | None = None, **context: Any) -> Any:
+    """Instantiate a resolved component; constructor ValueErrors become ConfigErrors naming the section
+    (``label``, where the section sits elsewhere in the config, e.g. ``searcher.efficiency``)."""
     cls = COMPONENTS[section].get(spec["name"])
+    label = label or section
     accepted = inspect.signature(cls.__init__).parameters
     kwargs = {k: v for k, v in spec.items() if k != "name"}
     kwargs.update({k: v for k, v in context.items() if k in accepted})
@@ -419,7 +424,19 @@ def build_component(section: str, spec: dict[str, Any], **context: Any) -> Any:
     except ConfigError:
         raise
     except ValueError as exc:
-        raise ConfigError(f"{section} ({spec['name']}): {exc}") from None
+        raise ConfigError(f"{label} ({spec['name']}): {exc}") from None
+
+
+def evaluator_builder(space: Any, data_dir: str | None, label: str = "searcher.efficiency") -> Callable[[Any], Any]:
+    """What the engine hands a component that builds an evaluator of its own (``ofa_evolution``'s
+    ``efficiency``): config section -> evaluator of ``space``, checked like the ``evaluator`` section and
+    named ``label`` in messages."""
+
+    def build(spec: Any) -> Any:
+        return build_component("evaluator", resolve_component("evaluator", spec, label), label, space=space,
+                               data_dir=data_dir)
+
+    return build
 
 
 def check_metrics(objectives: Sequence[Objective], report_metric: str | None, available: tuple[str, ...],

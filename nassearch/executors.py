@@ -80,7 +80,11 @@ class SerialExecutor:
         """Nothing to start."""
 
     def run(self, evaluator: Evaluator, archs: Sequence[Arch]) -> Iterator[tuple[int, Outcome]]:
-        """Yield ``(position, Result)`` for each architecture, in order."""
+        """Yield ``(position, Result)`` for each architecture, in order: one vectorised query for a
+        ``batched`` evaluator, else one evaluation after the other (each stored as soon as it is done)."""
+        if evaluator.batched:
+            yield from enumerate(evaluator.evaluate_batch(list(archs)))
+            return
         for position, arch in enumerate(archs):
             yield position, evaluator.evaluate(arch)
 

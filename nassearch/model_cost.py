@@ -6,15 +6,23 @@ position (+ ``C_out`` per position for a bias); a linear layer ``in * out`` (+ `
 ``k_h * k_w`` per output element (adaptive pooling: its input size); BatchNorm 2 per element with an
 affine transform, 1 without; ReLU 1 per element; additions are free. Parameters are the trainable
 ones, excluding auxiliary heads (as NAS benchmarks report them).
+
+The ImageNet MobileNet spaces count by default in the convention of their papers (ProxylessNAS, OFA):
+multiply-adds of convolutions and linear layers only (``count_macs``, half of what
+``torch.utils.flop_counter`` reports); ``measure_cost`` counts in either convention (``FlopsConvention``).
 """
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
+
+from nassearch.validation import shown
 
 
 @dataclass(frozen=True)
@@ -91,3 +99,39 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...],
 def model_cost(model: nn.Module, input_shape: tuple[int, ...]) -> ModelCost:
     """Parameters and FLOPs (millions) of ``model`` for one input of ``input_shape``."""
     return ModelCost(params_m=count_params(model) / 1e6, flops_m=count_flops(model, input_shape) / 1e6)
+
+
+#: What a space's ``cost`` counts as FLOPs. ``"macs"``: multiply-adds of convolutions and linear layers only
+#: (``count_macs``; the ProxylessNAS / OFA papers' convention, e.g. ProxylessNAS-Mobile's published 320 M).
+#: ``"model_cost"``: this module's ``count_flops``, which adds biases, batch norm, ReLU and pooling.
+FlopsConvention = Literal["macs", "model_cost"]
+FLOPS_CONVENTIONS: tuple[str, ...] = typing.get_args(FlopsConvention)
+
+
+def check_flops_convention(convention: str) -> FlopsConvention:
+    """``convention`` if it is one of FLOPS_CONVENTIONS; a one-line ValueError otherwise."""
+    if convention not in FLOPS_CONVENTIONS:
+        raise ValueError(f"flops_convention must be one of {', '.join(map(repr, FLOPS_CONVENTIONS))}, "
+                         f"got {shown(convention)}")
+    return convention
+
+
+def _layer_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
+    if isinstance(module, nn.Conv2d):
+        kh, kw = _pair(module.kernel_size)
+        return kh * kw * module.in_channels // module.groups * int(output[0].numel())
+    return module.in_features * module.out_features
+
+
+def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Multiply-adds of the convolutions and linear layers of ``model`` for one input of ``input_shape``
+    (without the batch axis); biases, normalisation, activations and pooling are not counted. Half of what
+    ``torch.utils.flop_counter`` reports for such a network."""
+    return count_flops(model, input_shape, _layer_macs, (nn.Conv2d, nn.Linear))
+
+
+def measure_cost(model: nn.Module, input_shape: tuple[int, ...], convention: FlopsConvention = "macs") -> ModelCost:
+    """Parameters and FLOPs (millions) of ``model`` for one input of ``input_shape``, FLOPs in ``convention``."""
+    macs = check_flops_convention(convention) == "macs"
+    flops = count_macs(model, input_shape) if macs else count_flops(model, input_shape)
+    return ModelCost(params_m=count_params(model) / 1e6, flops_m=flops / 1e6)

@@ -45,13 +45,15 @@ class Registry:
                               f"choose another name for {_qualified(cls)}")
         self._entries[name] = cls
 
-    def get(self, name: str) -> type:
-        """The class registered as ``name``; an unknown name raises ConfigError listing the known ones."""
+    def get(self, name: str, where: str | None = None) -> type:
+        """The class registered as ``name``; an unknown name raises ConfigError listing the known ones, naming
+        the config key ``where`` (default ``<kind>.name``)."""
+        where = where or f"{self.kind}.name"
         if name not in self._entries:
             self._load_plugins()
         if name not in self._entries:
             known = ", ".join(self.names()) or "(none yet)"
-            raise ConfigError(f"{self.kind}.name: unknown {self.kind} {name!r}; known: {known}")
+            raise ConfigError(f"{where}: unknown {self.kind} {name!r}; known: {known}")
         entry = self._entries[name]
         if isinstance(entry, type):
             return entry
@@ -59,7 +61,7 @@ class Registry:
         try:
             return getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"{self.kind}.name: {name!r} is registered as {entry}, which cannot be imported "
+            raise ConfigError(f"{where}: {name!r} is registered as {entry}, which cannot be imported "
                               f"({type(exc).__name__}: {exc}); fix or reinstall the package that provides it") from None
 
     def _load_plugins(self) -> None:
@@ -89,6 +91,7 @@ EVALUATORS = Registry("evaluator", "nassearch.evaluators", {
     "nb301_surrogate": "nassearch.evaluators.surrogate:NasBench301Surrogate",
     "ofa_accuracy": "nassearch.evaluators.ofa:OFAAccuracy",
     "note10_latency": "nassearch.evaluators.ofa:Note10Latency",
+    "measured_latency": "nassearch.evaluators.measured:MeasuredLatency",
 })
 SEARCHERS = Registry("searcher", "nassearch.searchers", {
     "nar_sampling": "nassearch.searchers.nar_sampling:NARSampling",

@@ -54,6 +54,7 @@ class Components:
     space: SearchSpace
     evaluator: Evaluator
     executor: Any
+    data_dir: str | None = None
 
 
 def build_components(config: cfg.RunConfig, data_dir: str | None = None) -> Components:
@@ -62,14 +63,15 @@ def build_components(config: cfg.RunConfig, data_dir: str | None = None) -> Comp
     evaluator = cfg.build_component("evaluator", config.evaluator, space=space, data_dir=data_dir)
     cfg.check_metrics(config.objectives, config.output.report_metric, evaluator.metrics, config.evaluator["name"])
     executor = cfg.build_component("executor", config.executor)
-    return Components(space, evaluator, executor)
+    return Components(space, evaluator, executor, data_dir)
 
 
 def build_searcher(config: cfg.RunConfig, parts: Components, seed: int) -> Searcher:
     """The seed's searcher, with a fresh predictor of that seed when the config names one."""
     predictor = cfg.build_component("predictor", config.predictor, seed=seed) if config.predictor else None
     return cfg.build_component("searcher", config.searcher, space=parts.space, objectives=config.objectives,
-                               seed=seed, predictor=predictor)
+                               seed=seed, predictor=predictor,
+                               build_evaluator=cfg.evaluator_builder(parts.space, parts.data_dir))
 
 
 def _comparable(config_dict: dict[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ from torch import nn
 
 from nassearch.errors import InvalidArchitecture
 from nassearch.graph import ArchGraph
-from nassearch.model_cost import ModelCost, count_flops, count_params, model_cost
+from nassearch.model_cost import FlopsConvention, ModelCost, check_flops_convention, measure_cost
 from nassearch.spaces.base import SearchSpace, arch_text
 from nassearch.validation import require_positive, shown
 
@@ -283,33 +283,6 @@ def build_network(arch: OFAArch, num_classes: int = 1000) -> nn.Module:
     return net
 
 
-FlopsConvention = Literal["ofa", "model_cost"]
-
-
-def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Multiply-adds of the convolutions and linear layers of ``model`` for one input of ``input_shape``
-    (without the batch axis), biases, normalisation and activations not counted: the convention of OFA's own
-    counter (``ofa.utils.flops_counter.profile``) and of OFA's published MACs; half of what
-    ``torch.utils.flop_counter`` reports."""
-    return count_flops(model, input_shape, _layer_macs, (nn.Conv2d, nn.Linear))
-
-
-def _layer_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
-    if isinstance(module, nn.Conv2d):
-        kh, kw = module.kernel_size
-        return kh * kw * module.in_channels // module.groups * int(output.numel())
-    return module.in_features * module.out_features
-
-
-def measure_cost(model: nn.Module, input_shape: tuple[int, ...], convention: FlopsConvention = "ofa") -> ModelCost:
-    """Trainable params and FLOPs (millions) of ``model``: multiply-adds of convolutions and linear layers
-    (``count_macs``) under ``"ofa"``; ``nassearch.model_cost`` (which adds batch norm, ReLU and biases) under
-    ``"model_cost"``."""
-    if convention == "model_cost":
-        return model_cost(model, input_shape)
-    return ModelCost(params_m=count_params(model) / 1e6, flops_m=count_macs(model, input_shape) / 1e6)
-
-
 def _out_size(size: int, stride: int) -> int:
     """Spatial size after a same-padded odd-kernel conv: ceil(size / stride)."""
     return -(-size // stride)
@@ -365,7 +338,7 @@ def _block_cost(c_in: int, c_out: int, size: int, stride: int, kernel: int, expa
 
 
 @lru_cache(maxsize=None)
-def unit_costs(resolution: int, convention: FlopsConvention = "ofa") -> UnitCosts:
+def unit_costs(resolution: int, convention: FlopsConvention = "macs") -> UnitCosts:
     """Costs of the parts of the built network at ``resolution`` in millions, counted in closed form (equal to
     ``measure_cost`` of the built layers, which a test checks): block params and FLOPs, arrays (NUM_BLOCKS,
     len(KERNELS), len(EXPANDS)) indexed by slot, kernel and expansion index; the stem (first conv and first
@@ -423,17 +396,17 @@ class OFAMobileNetV3Space(SearchSpace):
         resolutions: the input resolutions of the space (default RESOLUTIONS, 160..224 step 4, the Note10
             latency tables' set; OFA trained 128..224 step 4).
         num_classes: classifier outputs of ``build_model`` (ImageNet's 1000).
-        flops_convention: what ``cost`` counts as FLOPs. ``"ofa"`` (default): multiply-adds of convolutions
-            and linear layers only, as OFA's own counter and OFA's published MACs (``count_macs``; half of
-            ``torch.utils.flop_counter``'s FLOPs). ``"model_cost"``: ``nassearch.model_cost``'s convention of
-            the cell spaces (adds batch norm, ReLU and biases; about 5% more on this space).
+        flops_convention: what ``cost`` counts as FLOPs (``nassearch.model_cost.FlopsConvention``, as in
+            ``proxylessnas``). ``"macs"`` (default): multiply-adds of convolutions and linear layers only, as
+            OFA's own counter and OFA's published MACs (half of ``torch.utils.flop_counter``'s FLOPs).
+            ``"model_cost"``: the cell spaces' convention (adds batch norm, ReLU and biases; 4-5% more here).
     """
 
     name = "ofa_mbv3"
 
     def __init__(self, mutate_prob: float = 0.1, resolution_mutate_prob: float = 0.5,
                  resolutions: Sequence[int] = RESOLUTIONS, num_classes: int = 1000,
-                 flops_convention: FlopsConvention = "ofa") -> None:
+                 flops_convention: FlopsConvention = "macs") -> None:
         if not 0.0 < mutate_prob <= 1.0:
             raise ValueError(f"mutate_prob must lie in (0, 1], got {mutate_prob}")
         if not 0.0 <= resolution_mutate_prob <= 1.0:
@@ -443,9 +416,7 @@ class OFAMobileNetV3Space(SearchSpace):
                 or len(set(resolutions)) != len(resolutions):
             raise ValueError(f"resolutions must be distinct integers >= 32, got {shown(resolutions)}")
         require_positive(num_classes=num_classes)
-        if flops_convention not in ("ofa", "model_cost"):
-            raise ValueError(f"flops_convention must be 'ofa' or 'model_cost', got {shown(flops_convention)}")
-        self.flops_convention: FlopsConvention = flops_convention
+        self.flops_convention = check_flops_convention(flops_convention)
         self.mutate_prob = float(mutate_prob)
         self.resolution_mutate_prob = float(resolution_mutate_prob)
         self.resolutions = tuple(sorted(int(r) for r in resolutions))
@@ -604,13 +575,18 @@ class OFAMobileNetV3Space(SearchSpace):
         require_positive(num_classes=classes)
         return build_network(arch, classes)
 
+    def input_shape(self, arch: OFAArch) -> tuple[int, int, int]:
+        """(channels, height, width) of one input image of ``arch``'s network: RGB at ``arch.r`` x ``arch.r``."""
+        self.validate(arch)
+        return 3, arch.r, arch.r
+
     def cost(self, arch: OFAArch) -> ModelCost:
-        """Params and FLOPs (millions; ``flops_convention``) of ``build_model(arch)`` for one ``r`` x ``r`` RGB
+        """Params and FLOPs (millions; ``flops_convention``) of ``build_model(arch)`` for one ``input_shape(arch)``
         image, counted on the built network."""
         self.validate(arch)
         with torch.random.fork_rng(devices=[]):
             model = build_network(arch, self.num_classes)
-        return measure_cost(model, (3, arch.r, arch.r), self.flops_convention)
+        return measure_cost(model, self.input_shape(arch), self.flops_convention)
 
     def cost_batch(self, archs: Sequence[OFAArch]) -> tuple[np.ndarray, np.ndarray]:
         """``cost`` of many architectures from the closed-form per-block costs of ``unit_costs`` (cached per

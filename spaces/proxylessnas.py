@@ -53,7 +53,7 @@ from torch import nn
 
 from nassearch.errors import InvalidArchitecture
 from nassearch.graph import ArchGraph
-from nassearch.model_cost import ModelCost, model_cost
+from nassearch.model_cost import FlopsConvention, ModelCost, check_flops_convention, measure_cost
 from nassearch.spaces.base import SearchSpace, arch_text
 from nassearch.validation import require_positive, shown
 
@@ -331,14 +331,20 @@ class ProxylessNASSpace(SearchSpace):
     Args:
         widths: a :class:`Widths` or a dict of its fields (default: Fig. 2's widths).
         num_classes: classifier outputs of ``build_model``.
-        input_size: input resolution of ``cost`` and ``encode``.
+        input_size: input resolution of ``cost``, ``encode`` and ``input_shape``.
+        flops_convention: what ``cost`` counts as FLOPs (``nassearch.model_cost.FlopsConvention``, as in
+            ``ofa_mbv3``). ``"macs"`` (default): multiply-adds of convolutions and linear layers only, the
+            ProxylessNAS paper's convention (ProxylessNAS-Mobile: 320 M; half of ``torch.utils.flop_counter``'s
+            FLOPs). ``"model_cost"``: the cell spaces' convention (adds batch norm, pooling and the classifier's
+            bias; 3-5% more here).
     """
 
     name = "proxylessnas"
 
     def __init__(self, widths: Widths | dict[str, Any] | None = None, num_classes: int = 1000,
-                 input_size: int = 224) -> None:
+                 input_size: int = 224, flops_convention: FlopsConvention = "macs") -> None:
         require_positive(num_classes=num_classes, input_size=input_size)
+        self.flops_convention = check_flops_convention(flops_convention)
         self.widths = self._widths(widths)
         self.num_classes = num_classes
         self.input_size = input_size
@@ -456,10 +462,15 @@ class ProxylessNASSpace(SearchSpace):
         known = known_architecture(name)
         return self.build_model(known.arch, num_classes, widths=known.widths)
 
+    def input_shape(self, arch: ProxylessArch) -> tuple[int, int, int]:
+        """(channels, height, width) of one input image of ``arch``'s network: RGB at ``input_size``."""
+        self.validate(arch)
+        return 3, self.input_size, self.input_size
+
     def cost(self, arch: ProxylessArch) -> ModelCost:
-        """Params and FLOPs (millions; ``nassearch.model_cost``) of the built network for one
-        ``input_size`` RGB image."""
-        return model_cost(self.build_model(arch), (3, self.input_size, self.input_size))
+        """Params and FLOPs (millions; ``flops_convention``) of the built network for one ``input_shape(arch)``
+        image."""
+        return measure_cost(self.build_model(arch), self.input_shape(arch), self.flops_convention)
 
     @cached_property
     def _unit_costs(self) -> tuple[ModelCost, np.ndarray, np.ndarray]:
@@ -476,7 +487,8 @@ class ProxylessNASSpace(SearchSpace):
                 shape = (FIRST_OP_SHAPES if spec.layer == 0 else OP_SHAPES)[index]
                 unit = (spec.c_in, spec.c_out, spec.stride, spec.resolution, spec.shortcut, shape)
                 if unit not in measured:
-                    measured[unit] = model_cost(module, (spec.c_in, spec.resolution, spec.resolution))
+                    measured[unit] = measure_cost(module, (spec.c_in, spec.resolution, spec.resolution),
+                                                  self.flops_convention)
                 params[spec.layer, index] = measured[unit].params_m
                 flops[spec.layer, index] = measured[unit].flops_m
         whole = self.cost(canonical(tuple(c[0] for c in LAYER_CHOICES)))

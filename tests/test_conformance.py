@@ -168,6 +168,15 @@ class TestOFAEvolution(SearcherConformance):
         return OFAEvolution(space, self.objectives, seed, population_size=8)
 
 
+class TestOFAEvolutionOnPredictions(SearcherConformance):
+    def make_space(self):
+        return nb201()
+
+    def make_searcher(self, space, seed):
+        return OFAEvolution(space, self.objectives, seed, population_size=20, generations=3, initial_samples=16,
+                            predictor=XGBPredictor(seed, n_estimators=10))
+
+
 def tiny_nar(seed: int) -> NARPredictor:
     return NARPredictor(seed, dim=16, ffn=32, layers=1, rank_hidden=32, tier_hidden=32, epochs=2, batch_size=50,
                         warmup_steps=5, lr_mul=0.3, bins=5, device="cpu")

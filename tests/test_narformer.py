@@ -6,11 +6,15 @@ import numpy as np
 import pytest
 import torch
 
+from nassearch import config as cfg
+from nassearch.errors import ConfigError
 from nassearch.graph import LAYER_ATTRIBUTES, STATIC_PROPERTIES, ArchGraph
 from nassearch.predictors.narformer import (
-    NARFormerNetwork, NARFormerPredictor, consistent_augmentation, sequence_ranking_loss, tokenize,
-    topological_renumbering)
+    NARFormerNetwork, NARFormerPredictor, consistent_augmentation, real_number_encoding_torch, sequence_ranking_loss,
+    tokenize, tokenize_mobilenet, topological_renumbering)
 from nassearch.predictors.tokenizer import real_number_encoding
+from nassearch.spaces.nasbench201 import NasBench201Space
+from nassearch.spaces.ofa_mbv3 import OFAArch, OFAMobileNetV3Space, active_blocks
 from tests.test_predictors import VOCAB, assert_learns, random_dag, synthetic_cells
 
 SMALL = dict(dim=32, heads=4, hidden=64, depths=(1, 1, 1, 1), batch_size=32, lr=2e-3, device="cpu")
@@ -149,3 +153,98 @@ def test_bad_settings_are_rejected():
         NARFormerPredictor(dim=50, heads=4)
     with pytest.raises(ValueError, match="depths"):
         NARFormerPredictor(depths=(2, 1, 1, 1, 1))
+
+
+# The MobileNet tokenizer (000 §2.4) on OFA MobileNetV3 graphs.
+
+KS = (3, 5, 7, 3, 5, 7, 5, 3, 7, 7, 3, 5, 5, 7, 3, 3, 7, 5, 3, 5)
+ES = (3, 4, 6, 6, 4, 3, 3, 6, 4, 4, 6, 3, 6, 3, 4, 4, 3, 6, 6, 4)
+
+
+def test_default_tokenizer_output_is_unchanged():
+    # values recorded from tokenize() before the mobilenet option existed
+    space = NasBench201Space()
+    graph = space.encode(space.from_str(
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"))
+    out = NARFormerPredictor(device="cpu").featurize([graph])
+    tokens = out["tokens"].double().numpy()
+    assert tokens.shape == (1, 8, 192) and out["depth"].tolist() == [8.0] and out["mask"].sum() == 8
+    assert tokens.sum() == pytest.approx(105.22125590852579, rel=1e-6)
+    assert (tokens * np.arange(tokens.size).reshape(tokens.shape)).sum() == pytest.approx(5981.549072032434, rel=1e-6)
+    assert np.abs(tokens).sum() == pytest.approx(957.6396804023324, rel=1e-6)
+
+
+def test_mobilenet_tokens_of_known_ofa_architectures():
+    space = OFAMobileNetV3Space()
+    deep, shallow = OFAArch(KS, ES, (2, 3, 4, 2, 3), 192), OFAArch(KS, ES, (2, 2, 2, 2, 2), 160)
+    out = NARFormerPredictor(tokenizer="mobilenet", device="cpu").featurize([space.encode(deep), space.encode(shallow)])
+    tokens = out["tokens"].numpy()
+    assert tokens.shape == (2, 14, 192)
+    assert out["mask"].sum(dim=1).tolist() == [14.0, 10.0] and out["mask"][1, 10:].sum() == 0
+    assert out["depth"].tolist() == [192.0, 160.0]
+    for row, arch in enumerate((deep, shallow)):
+        for position, slot in enumerate(active_blocks(arch), start=1):
+            token = tokens[row, position - 1]
+            np.testing.assert_array_equal(token[:64], real_number_encoding(arch.ks[slot], 64))
+            np.testing.assert_array_equal(token[64:128], real_number_encoding(arch.e[slot], 64))
+            np.testing.assert_array_equal(token[128:], real_number_encoding(position, 64))
+    assert not tokens[1, 10:].any()
+
+
+def test_mobilenet_resolution_changes_only_the_graph_token():
+    space = OFAMobileNetV3Space()
+    low, high = (space.encode(OFAArch(KS, ES, (4, 3, 2, 4, 3), r)) for r in (160, 224))
+    a, b = tokenize_mobilenet([low]), tokenize_mobilenet([high])
+    np.testing.assert_array_equal(a["tokens"], b["tokens"])
+    np.testing.assert_array_equal(a["mask"], b["mask"])
+    torch.manual_seed(0)
+    network = NARFormerNetwork(192, 32, 2, 64, (1, 1), 0.0).eval()
+    depth = torch.tensor([160.0, 224.0])
+    graph_tokens = torch.relu(network.depth_map(real_number_encoding_torch(depth, 192)))
+    assert not torch.allclose(graph_tokens[0], graph_tokens[1])
+    both = {k: torch.from_numpy(v) for k, v in tokenize_mobilenet([low, high]).items()}
+    scores = network(**both)
+    assert scores[0] != scores[1]
+
+
+def test_mobilenet_tokenizer_names_missing_attributes():
+    with pytest.raises(ValueError, match=r"node attribute 'kernel'.*graph attribute 'resolution'.*ofa_mbv3"):
+        tokenize_mobilenet([three_node_graph()])
+    predictor = NARFormerPredictor(tokenizer="mobilenet", epochs=1, device="cpu")
+    with pytest.raises(ValueError, match="tokenizer 'mobilenet' needs graph attribute 'resolution'"):
+        predictor.fit([three_node_graph(node_attrs={"kernel": np.ones(3), "expansion": np.ones(3)})] * 2,
+                      np.array([0.0, 1.0]))
+
+
+def test_tokenizer_option_is_checked_in_python_and_in_configs():
+    with pytest.raises(ValueError, match="tokenizer must be one of graph, mobilenet, got 'ofa'"):
+        NARFormerPredictor(tokenizer="ofa")
+    spec = cfg.resolve_component("predictor", {"name": "narformer", "tokenizer": "mobilenet"})
+    assert spec["tokenizer"] == "mobilenet"
+    assert cfg.resolve_component("predictor", {"name": "narformer"})["tokenizer"] == "graph"
+    with pytest.raises(ConfigError, match="predictor.tokenizer: 'ofa' is not allowed; allowed values: graph, mobilenet"):
+        cfg.resolve_component("predictor", {"name": "narformer", "tokenizer": "ofa"})
+
+
+def test_augmentation_leaves_the_mobilenet_tokens_of_an_ofa_chain_alone():
+    space = OFAMobileNetV3Space()
+    graph = space.encode(space.sample(np.random.default_rng(3)))
+    original = tokenize_mobilenet([graph])
+    for seed in range(5):
+        augmented = consistent_augmentation(graph, np.random.default_rng(seed))  # moves only the padding
+        for key, value in tokenize_mobilenet([augmented]).items():
+            np.testing.assert_array_equal(value, original[key])
+
+
+def test_mobilenet_fit_predict_is_deterministic():
+    space, rng = OFAMobileNetV3Space(), np.random.default_rng(0)
+    graphs = [space.encode(space.sample(rng)) for _ in range(40)]
+    y = rng.normal(size=40)
+    settings = dict(tokenizer="mobilenet", epochs=3, dim=32, heads=2, hidden=64, depths=(1, 1), batch_size=16,
+                    device="cpu")
+    first = NARFormerPredictor(seed=0, **settings)
+    assert not any(k.startswith("augmented_") for k in first.featurize_train(graphs))  # one view of a chain
+    a = first.fit(graphs, y).predict(graphs)
+    b = NARFormerPredictor(seed=0, **settings).fit(graphs, y).predict(graphs)
+    assert a.shape == (40,) and np.isfinite(a).all() and np.ptp(a) > 0
+    np.testing.assert_array_equal(a, b)

@@ -10,6 +10,7 @@ import nassearch
 from nassearch.errors import ConfigError
 from nassearch.objectives import Objective
 from nassearch.searchers.ofa_evolution import OFAEvolution
+from nassearch.evaluators.base import Result
 from nassearch.trial import Trial
 from tests.test_searchers import fitness_of
 
@@ -82,3 +83,99 @@ def test_it_needs_crossover_and_runs_through_the_api(data_dir):
     result = nassearch.search("nasbench201", "nb201_tabular", {"name": "ofa_evolution", "population_size": 20},
                               budget=100, seed=0, data_dir=str(data_dir))
     assert len(result.trials) == 100 and result.best.metrics["val_acc"] > 80
+
+
+# ------------------------------------------------------------- OFA's efficiency predictor and predicted fitness
+
+
+class Conv3Count:
+    """A stand-in efficiency evaluator: ``params`` = the number of 3x3 convolutions of an NB201 cell."""
+
+    metrics = ("params",)
+
+    def __init__(self):
+        self.calls = 0
+
+    def evaluate_batch(self, archs):
+        self.calls += len(archs)
+        return [Result({"params": float(a.count(3))}, 1.0, 0.0) for a in archs]
+
+
+BOUNDED = [Objective("val_acc"), Objective("params", "min", bound=2.0)]
+
+
+def with_efficiency(space, seed=0, **options):
+    efficiency = Conv3Count()
+    searcher = OFAEvolution(space, BOUNDED, seed, efficiency={"name": "conv3"}, build_evaluator=lambda spec: efficiency,
+                            **options)
+    return searcher, efficiency
+
+
+def test_an_efficiency_evaluator_redraws_every_proposal_outside_the_bounds(nb201_space):
+    searcher, efficiency = with_efficiency(nb201_space, population_size=20)
+    told, _ = run(searcher, nb201_space, generations=4,
+                  metrics=lambda a: {"val_acc": fitness_of(a), "params": float(a.count(3))})
+    assert all(t.arch.count(3) <= 2 for t in told)  # no query spent outside the bound
+    assert efficiency.calls > len(told)  # uniform cells have 6/5 3x3 convolutions on average: some were redrawn
+    assert max(t.metrics["val_acc"] for t in told) > 20  # the bound binds (two 3x3 convolutions score 20+)
+
+
+def test_on_predictions_it_trains_on_uniform_samples_then_evaluates_the_predicted_best(nb201_space):
+    from nassearch.predictors.xgb import XGBPredictor
+    searcher, efficiency = with_efficiency(nb201_space, population_size=20, generations=10, initial_samples=40,
+                                           predictor=XGBPredictor(0, n_estimators=50))
+    assert searcher.search_start == 40
+    told, _ = run(searcher, nb201_space, generations=2.4, batch=8)  # 40 samples, then 8 of the predicted best
+    training, chosen = told[:40], told[40:]
+    assert any(t.arch.count(3) > 2 for t in training)  # the training set ignores the bound
+    assert len(chosen) == 8 and all(t.arch.count(3) <= 2 for t in chosen)
+    assert {nb201_space.key(t.arch) for t in chosen}.isdisjoint({nb201_space.key(t.arch) for t in training})
+    feasible = [fitness_of(t.arch) for t in training if t.arch.count(3) <= 2]
+    assert np.mean([fitness_of(t.arch) for t in chosen]) > np.mean(feasible) + 3  # the predictor guided it
+    assert searcher.timings()["predictor_fit_s"] > 0 and searcher.timings()["evolution_s"] > 0
+
+
+def test_a_budget_beyond_the_last_predicted_pool_is_refused_clearly(nb201_space):
+    from nassearch.predictors.xgb import XGBPredictor
+    searcher = OFAEvolution(nb201_space, OBJECTIVES, 0, population_size=4, generations=2, initial_samples=10,
+                            predictor=XGBPredictor(0, n_estimators=5))
+    with pytest.raises(RuntimeError, match="larger than the last predicted pool; give at most initial_samples"):
+        run(searcher, nb201_space, generations=10, batch=5)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"initial_samples": 10}, "initial_samples trains a predictor"),
+    ({"predictor": "xgb", "initial_samples": 1}, "initial_samples .its training set. must be >= 2"),
+    ({"predictor": "xgb", "initial_samples": 10, "bounded": True}, "bounds are checked by an efficiency evaluator"),
+    ({"efficiency": {"name": "conv3"}}, "no objective has a bound on a metric of 'conv3'"),
+    ({"efficiency": {"name": "conv3"}, "build": False}, "efficiency needs the engine to build it"),
+    ({"generations": 0}, "generations must be >= 1"),
+])
+def test_bad_options_are_refused_clearly(nb201_space, options, message):
+    from nassearch.predictors.xgb import XGBPredictor
+    options = dict(options)
+    objectives = BOUNDED if options.pop("bounded", False) else OBJECTIVES
+    if options.get("predictor") == "xgb":
+        options["predictor"] = XGBPredictor(0)
+    if options.pop("build", True):
+        options["build_evaluator"] = lambda spec: Conv3Count()
+    with pytest.raises(ValueError, match=message):
+        OFAEvolution(nb201_space, objectives, 0, **options)
+
+
+@pytest.mark.slow  # reads OFA's tables
+def test_nar_former_search_protocol_runs_in_the_ofa_space(data_dir):
+    """§2.4 through the API: N uniform samples labelled by ofa_accuracy train the predictor, the evolution runs
+    on its predictions under a Note10 bound, and the predicted best within the bound is evaluated."""
+    objectives = [{"metric": "val_acc"}, {"metric": "latency_ms", "mode": "min", "bound": 25.0}]
+    result = nassearch.search(
+        "ofa_mbv3", {"name": "ofa_accuracy", "note10_latency": True},
+        {"name": "ofa_evolution", "initial_samples": 60, "generations": 5, "population_size": 20,
+         "efficiency": {"name": "note10_latency"}},
+        objectives=objectives, predictor={"name": "xgb", "n_estimators": 50}, budget=63, seed=0,
+        data_dir=str(data_dir))
+    assert len(result.all_trials) == 63 and len(result.trials) == 3
+    assert all(t.metrics["latency_ms"] <= 25.0 for t in result.trials)
+    with pytest.raises(ConfigError, match="searcher.efficiency.name: unknown evaluator 'note10'"):
+        nassearch.search("ofa_mbv3", "ofa_accuracy", {"name": "ofa_evolution", "efficiency": {"name": "note10"}},
+                         objectives=objectives[:1], budget=5, data_dir=str(data_dir))

@@ -12,9 +12,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from nassearch.errors import InvalidArchitecture
+from nassearch.model_cost import count_macs, measure_cost
 from nassearch.spaces.ofa_mbv3 import (DEPTHS, EXPANDS, GRAPH_NODES, GRAPH_VOCAB, KERNELS, MAX_DEPTH, NUM_BLOCKS,
-                                       RESOLUTIONS, STAGES, OFAArch, OFAMobileNetV3Space, active_blocks, count_macs,
-                                       measure_cost)
+                                       RESOLUTIONS, STAGES, OFAArch, OFAMobileNetV3Space, active_blocks)
 
 SPACE = OFAMobileNetV3Space()
 
@@ -204,6 +204,9 @@ def test_build_model_forward_pass():
     assert out.shape == (1, 1000) and torch.isfinite(out).all()
     assert SPACE.build_model(arch, num_classes=10).classifier.linear.out_features == 10
     assert sum(1 for _ in model.blocks) == 1 + sum(arch.d)
+    assert SPACE.input_shape(arch) == (3, arch.r, arch.r)
+    with pytest.raises(InvalidArchitecture, match="resolution 128 is not one of"):
+        SPACE.input_shape(arch_of(r=128))
 
 
 def test_build_model_equals_ofa_supernet_subnet():
@@ -285,6 +288,7 @@ def test_cost_of_known_networks_and_conventions():
 def test_constructor_checks():
     for kwargs, message in [({"mutate_prob": 0.0}, "mutate_prob"), ({"resolution_mutate_prob": 1.5}, "resolution"),
                             ({"resolutions": ()}, "resolutions"), ({"num_classes": 0}, "num_classes"),
-                            ({"flops_convention": "thop"}, "flops_convention")]:
+                            ({"flops_convention": "ofa"}, "^flops_convention must be one of 'macs', 'model_cost', "
+                                                          "got 'ofa'$")]:
         with pytest.raises(ValueError, match=message):
             OFAMobileNetV3Space(**kwargs)

@@ -11,10 +11,10 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from nassearch.errors import InvalidArchitecture
-from nassearch.model_cost import count_params, model_cost
-from nassearch.spaces.proxylessnas import (GRAPH_VOCAB, LAYER_CHOICES, NUM_LAYERS, OPS, PROXYLESSNAS_ARCHITECTURES,
-                                           TABLE2_ARCHITECTURES, ZERO, ProxylessNASSpace, Widths,
-                                           canonical, format_arch, known_architecture)
+from nassearch.model_cost import count_params
+from nassearch.spaces.proxylessnas import (GRAPH_VOCAB, LAYER_CHOICES, MOBILE_WIDTHS, NUM_LAYERS, OPS,
+                                           PROXYLESSNAS_ARCHITECTURES, TABLE2_ARCHITECTURES, ZERO, ProxylessNASSpace,
+                                           Widths, canonical, format_arch, known_architecture)
 
 TABLE2_FIRST = (0, 0, 6, 0, 0, 0, 0, 0, 6, 1, 4, 6, 2, 4, 0, 1, 5, 0, 2, 6, 2, 3)
 #: Parameters of the released ProxylessNAS networks (the paper rounds them to 7.1 M and 4.1 M).
@@ -24,8 +24,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @functools.cache
-def shared_space():
-    return ProxylessNASSpace()
+def shared_space(flops_convention="macs"):
+    return ProxylessNASSpace(flops_convention=flops_convention)
 
 
 @pytest.fixture
@@ -136,7 +136,7 @@ def test_bad_strings_name_the_problem(space, text, message):
                                   (*TABLE2_FIRST[:3], 7, *TABLE2_FIRST[4:]), (True, *TABLE2_FIRST[1:]),
                                   list(TABLE2_FIRST)])
 def test_invalid_tuples_are_refused(space, arch):
-    for call in (space.to_str, space.key, space.encode, space.build_model, space.cost):
+    for call in (space.to_str, space.key, space.encode, space.build_model, space.cost, space.input_shape):
         with pytest.raises(InvalidArchitecture):
             call(arch)
 
@@ -246,7 +246,9 @@ def test_encode_is_a_chain_of_22_layers_with_attributes(space):
 # ---------------------------------------------------------------------------------- networks, costs
 
 
-def test_cost_batch_equals_the_built_networks_cost(space):
+@pytest.mark.parametrize("convention", ["macs", "model_cost"])
+def test_cost_batch_equals_the_built_networks_cost(convention):
+    space = shared_space(convention)
     archs = sampled(space, 2, seed=8) + [TABLE2_FIRST]
     params, flops = space.cost_batch(archs)
     for arch, p, f in zip(archs, params, flops):
@@ -264,6 +266,19 @@ def test_published_proxylessnas_networks_have_their_parameter_counts(space, name
     assert abs(params / 1e6 - known.reported["params_m"]) < 0.05
     assert params == RELEASED_PARAMS[name]
     assert space.build_model(known.arch, widths=known.widths).state_dict().keys() == model.state_dict().keys()
+
+
+def test_published_mobile_network_has_the_papers_320m_macs():
+    """ProxylessNAS reports 320 M multiply-adds for ProxylessNAS-Mobile: the default convention gives 320.4 M."""
+    mobile = PROXYLESSNAS_ARCHITECTURES["proxylessnas_mobile"].arch
+    assert ProxylessNASSpace(widths=MOBILE_WIDTHS).cost(mobile).flops_m == pytest.approx(320.43, abs=0.005)
+
+
+def test_flops_convention_is_an_option_checked_in_the_constructor():
+    with pytest.raises(ValueError, match="^flops_convention must be one of 'macs', 'model_cost', got 'ofa'$"):
+        ProxylessNASSpace(flops_convention="ofa")
+    macs, full = shared_space().cost(TABLE2_FIRST), shared_space("model_cost").cost(TABLE2_FIRST)
+    assert macs.params_m == full.params_m and 1.03 < full.flops_m / macs.flops_m < 1.04
 
 
 def test_widths_are_options(space):
@@ -291,7 +306,9 @@ def test_table2_architectures_parse_with_their_costs(space):
                     f"{known.reported['top1']:.2f}%  {p:6.3f} M params  {f:7.2f} M FLOPs")
     print("\n" + "\n".join(rows))
     assert params.round(3).tolist() == [3.454, 3.716, 3.95, 4.062, 3.696, 3.998, 4.012, 3.823, 3.975]
-    assert flops.round(1).tolist() == [283.3, 284.5, 287.0, 284.8, 294.5, 297.7, 304.6, 315.5, 312.7]
+    assert np.round(flops * 1e6).astype(int).tolist() == [272_785_472, 274_751_744, 278_434_976, 275_683_136,
+                                                          284_211_488, 287_875_904, 294_541_472, 304_800_896,
+                                                          301_620_992]
 
 
 @pytest.mark.slow
@@ -310,6 +327,8 @@ def test_the_fastest_table2_architecture_runs_at_224(space):
     with torch.no_grad():
         out = model(torch.randn(1, 3, 224, 224))
     assert out.shape == (1, 1000) and torch.isfinite(out).all()
+    assert space.input_shape(TABLE2_FIRST) == (3, 224, 224)
+    assert ProxylessNASSpace(input_size=160).input_shape(TABLE2_FIRST) == (3, 160, 160)
 
 
 def elementwise_hooks(model):
@@ -333,14 +352,16 @@ def elementwise_hooks(model):
     return handles, total
 
 
-def flop_agreement(space, archs):
-    """Worst relative differences from FlopCounterMode (FLOPs = 2 x MACs) of (a) cost()'s FLOPs against the
-    counter's convolutions and classifier plus the elementwise terms counted from shapes and (b) model_cost
-    of the same network without its BatchNorm layers against the counter's convolutions, classifier and
-    pooling alone."""
-    worst_total = worst_conv = 0.0
+def flop_agreement(archs):
+    """Worst relative differences of cost's FLOPs from FlopCounterMode's (FLOPs = 2 x MACs): (a) the default
+    convention ("macs", ``cost``) against the counter's MACs and (b) "model_cost" (``cost_batch``, equal to
+    ``cost`` by test_cost_batch_equals_the_built_networks_cost) against those MACs plus the elementwise terms
+    counted from shapes."""
+    space = shared_space()
+    _, full_flops = shared_space("model_cost").cost_batch(archs)
+    worst_macs = worst_full = 0.0
     x = torch.zeros(1, 3, 224, 224)
-    for arch in archs:
+    for arch, full in zip(archs, full_flops * 1e6):
         model = space.build_model(arch).eval()
         handles, elementwise = elementwise_hooks(model)
         with FlopCounterMode(display=False) as counter, torch.no_grad():
@@ -348,30 +369,22 @@ def flop_agreement(space, archs):
         for handle in handles:
             handle.remove()
         macs = counter.get_total_flops() / 2
-        independent = macs + elementwise[0]
-        cost = space.cost(arch).flops_m * 1e6
-        worst_total = max(worst_total, abs(cost - independent) / independent)
-        for module in list(model.modules()):
-            for child_name, child in list(module.named_children()):
-                if isinstance(child, nn.BatchNorm2d):
-                    setattr(module, child_name, nn.Identity())
-        pool_and_bias = space.widths.last * 7 * 7 + space.num_classes
-        without_bn = model_cost(model, (3, 224, 224)).flops_m * 1e6 - pool_and_bias
-        worst_conv = max(worst_conv, abs(without_bn - macs) / macs)
-    return worst_total, worst_conv
+        worst_macs = max(worst_macs, abs(space.cost(arch).flops_m * 1e6 - macs) / macs)
+        worst_full = max(worst_full, abs(full - (macs + elementwise[0])) / (macs + elementwise[0]))
+    return worst_macs, worst_full
 
 
-def test_cost_flops_agree_with_torch_flop_counter(space):
-    worst_total, worst_conv = flop_agreement(space, sampled(space, 5, seed=9))
-    print(f"worst relative difference: whole networks {worst_total:.2e}, convolutions + classifier {worst_conv:.2e}")
-    assert worst_total < 0.01 and worst_conv < 1e-9
+def test_cost_flops_agree_with_torch_flop_counter():
+    worst_macs, worst_full = flop_agreement(sampled(shared_space(), 5, seed=9))
+    print(f"worst relative difference: macs {worst_macs:.2e}, model_cost {worst_full:.2e}")
+    assert worst_macs < 1e-9 and worst_full < 1e-9
 
 
 @pytest.mark.slow
-def test_cost_flops_agree_with_torch_flop_counter_on_50_networks(space):
-    worst_total, worst_conv = flop_agreement(space, sampled(space, 50, seed=10))
-    print(f"worst relative difference: whole networks {worst_total:.2e}, convolutions + classifier {worst_conv:.2e}")
-    assert worst_total < 0.01 and worst_conv < 1e-9
+def test_cost_flops_agree_with_torch_flop_counter_on_50_networks():
+    worst_macs, worst_full = flop_agreement(sampled(shared_space(), 50, seed=10))
+    print(f"worst relative difference: macs {worst_macs:.2e}, model_cost {worst_full:.2e}")
+    assert worst_macs < 1e-9 and worst_full < 1e-9
 
 
 def test_registered():

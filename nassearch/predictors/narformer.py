@@ -9,6 +9,13 @@ node, zeros where an attribute is absent; attribute values and the static proper
 :func:`~nassearch.predictors.tokenizer.log_scale` first. A graph token
 coding the number of nodes (through a linear layer and ReLU) is put in front.
 
+MobileNet tokenizer (``tokenizer="mobilenet"``, 000 §2.4, for chains of MBConv blocks: ``ofa_mbv3``,
+``proxylessnas``): one token per block (node with ``kernel`` > 0; input, output, padding and zero layers
+get none), the codes of its kernel size, its expansion ratio and its own position (1..n in the chain), 64
+values each; the graph token codes the input resolution (``graph_attrs["resolution"]``) instead of the node
+count. A chain has one topological order, so this tokenizer trains without the augmented views (the AC term
+would be zero and the MSE and SR terms would see every graph twice).
+
 Multi-stage fusion transformer (``depths`` = (6, 1, 1, 1)): a first stage of pre-LN self-attention
 encoder blocks over all tokens; each later stage cross-attends a smaller set of learnt queries (4, 2,
 then 1 token) to the previous stage's summary, the third and fourth stages first fusing the first
@@ -27,7 +34,8 @@ nodes renumbered in another topological order; the MSE and SR terms cover both v
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -78,6 +86,43 @@ def tokenize(graphs: Sequence[ArchGraph], max_nodes: int | None = None) -> dict[
     out["tokens"] = tokens.astype(np.float32)
     return out
 
+
+MOBILENET_SPACES = "ofa_mbv3 and proxylessnas"
+
+
+def tokenize_mobilenet(graphs: Sequence[ArchGraph]) -> dict[str, np.ndarray]:
+    """The §2.4 tokens of chains of MBConv blocks: ``tokens`` (n, M, 192) with the kernel, expansion and
+    position (1..n_blocks) codes of each block in chain order, M the most blocks in the batch; ``mask`` (n, M);
+    ``depth`` (n,) holding the input resolution, which the network codes like the node count."""
+    if not graphs:
+        raise ValueError("no graphs to encode")
+    for i, graph in enumerate(graphs):
+        missing = [f"node attribute {k!r}" for k in ("kernel", "expansion") if k not in graph.node_attrs]
+        if "resolution" not in graph.graph_attrs:
+            missing.append("graph attribute 'resolution'")
+        if missing:
+            raise ValueError(f"narformer tokenizer 'mobilenet' needs {', '.join(missing)}, which graph {i} lacks; "
+                             f"the {MOBILENET_SPACES} spaces provide them (use tokenizer 'graph' for other spaces)")
+    m = max(g.num_nodes for g in graphs)
+    kernel, expansion = np.zeros((len(graphs), m)), np.zeros((len(graphs), m))
+    for i, graph in enumerate(graphs):
+        kernel[i, : graph.num_nodes] = graph.node_attrs["kernel"]
+        expansion[i, : graph.num_nodes] = graph.node_attrs["expansion"]
+    is_block = kernel > 0
+    blocks = is_block.sum(axis=1)
+    order = np.argsort(~is_block, axis=1, kind="stable")[:, : blocks.max()]  # the blocks first, in chain order
+    mask = (np.arange(order.shape[1]) < blocks[:, None]).astype(np.float32)
+    position_code = encode_values(np.arange(1.0, order.shape[1] + 1), CELL_PART)
+    tokens = np.concatenate([encode_values(np.take_along_axis(kernel, order, axis=1), CELL_PART),
+                             encode_values(np.take_along_axis(expansion, order, axis=1), CELL_PART),
+                             np.broadcast_to(position_code, (*order.shape, CELL_PART))], axis=-1)
+    return {"tokens": (tokens * mask[..., None]).astype(np.float32), "mask": mask,
+            "depth": np.array([g.graph_attrs["resolution"] for g in graphs], dtype=np.float32)}
+
+
+Tokenizer = Literal["graph", "mobilenet"]
+TOKENIZERS: dict[str, Callable[[Sequence[ArchGraph]], dict[str, np.ndarray]]] = {
+    "graph": tokenize, "mobilenet": tokenize_mobilenet}
 
 
 def topological_renumbering(adjacency: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -216,7 +261,7 @@ class NARFormerNetwork(nn.Module):
                 static: torch.Tensor | None = None, **_augmented: torch.Tensor) -> torch.Tensor:
         depth_code = real_number_encoding_torch(depth, self.depth_dim)
         x = torch.cat([torch.relu(self.depth_map(depth_code))[:, None], self.input(tokens)], dim=1)
-        padding = torch.cat([torch.zeros_like(mask[:, :1]), mask], dim=1) == 0
+        padding = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1) == 0  # the graph token is never padding
         for block in self.encoder:
             x = block(x, padding)
         memory = x
@@ -239,7 +284,8 @@ def real_number_encoding_torch(values: torch.Tensor, length: int) -> torch.Tenso
 
 
 class NARFormerPredictor(NeuralPredictor):
-    """NAR-Former with the SR and AC losses and information-flow-consistency augmentation."""
+    """NAR-Former with the SR and AC losses and information-flow-consistency augmentation; ``tokenizer``
+    "graph" (§3.2, any space) or "mobilenet" (§2.4, MBConv chains)."""
 
     name = "narformer"
 
@@ -247,10 +293,12 @@ class NARFormerPredictor(NeuralPredictor):
                  depths: tuple[int, ...] = (6, 1, 1, 1), dropout: float = 0.1, epochs: int = 4000,
                  batch_size: int = 256, lr: float = 1e-4, weight_decay: float = 0.01, warmup_fraction: float = 0.1,
                  ema_decay: float = 0.99, sr_weight: float = 0.1, consistency_weight: float = 0.5,
-                 device: str = "auto") -> None:
+                 tokenizer: Tokenizer = "graph", device: str = "auto") -> None:
         super().__init__(seed, TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                              optimizer="adamw", schedule="linear", warmup_fraction=warmup_fraction,
                                              ema_decay=ema_decay, device=device))
+        if tokenizer not in TOKENIZERS:
+            raise ValueError(f"tokenizer must be one of {', '.join(TOKENIZERS)}, got {tokenizer!r}")
         check_network(dropout, dim=dim, heads=heads, hidden=hidden)
         if dim % heads:
             raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
@@ -259,13 +307,14 @@ class NARFormerPredictor(NeuralPredictor):
         if not sr_weight >= 0 or not consistency_weight >= 0:
             raise ValueError("sr_weight and consistency_weight must be >= 0")
         self.dim, self.heads, self.hidden, self.depths, self.dropout = dim, heads, hidden, tuple(depths), dropout
-        self.sr_weight, self.consistency_weight = sr_weight, consistency_weight
+        self.sr_weight, self.consistency_weight, self.tokenizer = sr_weight, consistency_weight, tokenizer
 
     def featurize(self, graphs: Sequence[ArchGraph]) -> Inputs:
-        return {k: torch.from_numpy(v) for k, v in tokenize(graphs).items()}
+        return {k: torch.from_numpy(v) for k, v in TOKENIZERS[self.tokenizer](graphs).items()}
 
     def featurize_train(self, graphs: Sequence[ArchGraph]) -> Inputs:
-        return with_augmented_views(self, graphs, self.consistency_weight > 0)
+        # a chain's only topological order is its own: the mobilenet tokens have no other view
+        return with_augmented_views(self, graphs, self.consistency_weight > 0 and self.tokenizer == "graph")
 
     def make_network(self, inputs: Inputs) -> nn.Module:
         static = inputs["static"].shape[1] if "static" in inputs else 0
