@@ -16,6 +16,10 @@ Sources (``benchmark.source``):
   1,563 for 10 %) training networks are drawn by :func:`nassearch.bench.harness.train_indices` (the same
   networks on every device); the test set is every held-out network, or with ``test_size`` a random
   subset of that many of them (drawn by ``default_rng([s, n_train, test_size])``; the table says so).
+- ``{name: help_ofa, devices: all | [2080ti_bs1, ...]}``: HELP's latencies of 5,000 OFA MobileNetV3 subnets
+  (``ofa/help_ofa_5k_latency_ms.csv``; 4 GPUs at batch 1, 32 and 64, ms). Each subnet's whole-network graph
+  is traced at its own resolution (input Bx3xRxR, R 128-224, about 290 nodes) with the device's batch size B,
+  once per batch size the devices need, and shared by those devices; splits as for ``nb201``.
 - ``{name: file, path: data.npz, splits: [random, leave_family_out]}``: a
   :class:`~nassearch.data.latency_dataset.LatencyDataset` file (e.g. ``nassearch data measure-latency``);
   ``path`` is relative to the working directory. ``random``: train on a seeded ``train_fraction`` of the
@@ -45,10 +49,10 @@ import logging
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import stats
@@ -63,6 +67,9 @@ from nassearch.errors import ConfigError, DataError, RunDirError
 from nassearch.graph import ArchGraph
 from nassearch.predictors.base import Predictor
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 log = logging.getLogger(__name__)
 
 #: The latency columns of the NB201 latency table (``lat_<device>``), in its column order.
@@ -72,11 +79,18 @@ NB201_DEVICES: tuple[str, ...] = (
     "samsung_a50", "samsung_s7", "silver_4114", "silver_4210r", "titan_rtx_bs1", "titan_rtx_bs32",
     "titan_rtx_bs256", "titanx_bs1", "titanx_bs32", "titanx_bs256", "titanxp_bs1", "titanxp_bs32",
     "titanxp_bs256")
-SOURCES = ("nb201", "file")
+#: The latency columns of HELP's OFA table (``lat_<gpu>_bs<batch>``), in its column order.
+HELP_OFA_DEVICES: tuple[str, ...] = tuple(f"{gpu}_bs{batch}" for gpu in ("2080ti", "titan_rtx", "titan_xp", "v100")
+                                          for batch in (1, 32, 64))
+SOURCES = ("nb201", "file", "help_ofa")
 SPLITS = ("random", "leave_family_out")
 TOP_LEVEL = ("name", "seed", "benchmark", "output")
 BENCHMARK_KEYS = ("source", "train_fraction", "test_size", "seeds", "predictors", "workers")
-SOURCE_KEYS: dict[str, tuple[str, ...]] = {"nb201": ("name", "devices"), "file": ("name", "path", "splits")}
+SOURCE_KEYS: dict[str, tuple[str, ...]] = {"nb201": ("name", "devices"), "help_ofa": ("name", "devices"),
+                                          "file": ("name", "path", "splits")}
+#: The devices of the table sources, and the table's name in messages.
+TABLE_DEVICES: dict[str, tuple[tuple[str, ...], str]] = {"nb201": (NB201_DEVICES, "NB201"),
+                                                         "help_ofa": (HELP_OFA_DEVICES, "HELP OFA")}
 BENCHMARK_DEFAULTS: dict[str, Any] = {"train_fraction": 0.1, "test_size": None, "seeds": 3, "workers": 2}
 #: ``results.csv``: a cell (predictor label, device, split, seed), its train and test sizes and its numbers.
 RESULTS = ResultColumns({"predictor": str, "device": str, "split": str, "seed": int, "train_size": int,
@@ -174,11 +188,12 @@ def _source(raw: Any) -> dict[str, Any]:
     source = {"name": raw} if isinstance(raw, str) else raw
     if not isinstance(source, dict) or source.get("name") not in SOURCES:
         raise ConfigError(f"benchmark.source: expected {' or '.join(SOURCES)}, e.g. source: {{name: nb201, "
-                          f"devices: all}} or source: {{name: file, path: cpu_latency.npz}}; got {raw!r}")
+                          f"devices: all}}, {{name: file, path: cpu_latency.npz}} or {{name: help_ofa, devices: "
+                          f"[v100_bs1]}}; got {raw!r}")
     source = dict(source)
     reject_unknown(source, SOURCE_KEYS[source["name"]], "benchmark.source", f" for source {source['name']!r}")
-    if source["name"] == "nb201":
-        source["devices"] = _devices(source.get("devices", "all"))
+    if source["name"] in TABLE_DEVICES:
+        source["devices"] = _devices(source.get("devices", "all"), *TABLE_DEVICES[source["name"]])
         return source
     if source.get("path") is None:
         raise ConfigError("benchmark.source.path: missing; the LatencyDataset .npz to benchmark on "
@@ -193,15 +208,15 @@ def _source(raw: Any) -> dict[str, Any]:
     return source
 
 
-def _devices(raw: Any) -> str | list[str]:
+def _devices(raw: Any, known: tuple[str, ...], table: str) -> str | list[str]:
     if raw == "all":
         return "all"
     devices = typed("benchmark.source.devices", raw, list[str])
     devices = [d.removeprefix("lat_") for d in devices]
-    unknown = [d for d in devices if d not in NB201_DEVICES]
+    unknown = [d for d in devices if d not in known]
     if unknown:
-        raise ConfigError(f"benchmark.source.devices: unknown NB201 latency device {unknown[0]!r}; "
-                          f"known: all, {', '.join(NB201_DEVICES)}")
+        raise ConfigError(f"benchmark.source.devices: unknown {table} latency device {unknown[0]!r}; "
+                          f"known: all, {', '.join(known)}")
     if not devices or len(set(devices)) != len(devices):
         raise ConfigError(f"benchmark.source.devices: expected 'all' or distinct device names, got {raw}")
     return devices
@@ -218,13 +233,14 @@ class LatencyTask:
     device: str
     split: str  # "random" or "leave_out:<family>"
     latency_ms: np.ndarray  # (n,) for every network of the source
+    graphs: list[ArchGraph] | None = None  # the networks' graphs for this task (its batch size); None: the source's
 
 
 @dataclass
 class LatencyData:
     """The networks of a source (graphs built once), their families, the tasks and a description."""
 
-    graphs: list[ArchGraph]
+    graphs: list[ArchGraph]  # shared by the tasks that carry no graphs of their own
     families: np.ndarray
     tasks: list[LatencyTask]
     description: str
@@ -232,10 +248,12 @@ class LatencyData:
 
 
 def load_source(bench: LatencyBenchConfig, data_dir: str | Path | None = None) -> LatencyData:
-    """Read the benchmark's source: build the NB201 graphs once or load a LatencyDataset file."""
+    """Read the benchmark's source: build the NB201 or HELP OFA graphs once or load a LatencyDataset file."""
     source = bench.source
     if source["name"] == "nb201":
         return _load_nb201(source, data_dir)
+    if source["name"] == "help_ofa":
+        return _load_help_ofa(source, data_dir)
     return _load_file(source)
 
 
@@ -245,17 +263,39 @@ def _load_nb201(source: dict[str, Any], data_dir: str | Path | None) -> LatencyD
 
     devices = list(NB201_DEVICES) if source["devices"] == "all" else source["devices"]
     _, table = nb201_latency_archs(None if data_dir is None else str(data_dir))
-    missing = [d for d in devices if f"lat_{d}" not in table.columns]
-    if missing:
-        raise DataError(f"the NB201 latency table has no column lat_{missing[0]}; re-download it (nassearch data list)")
+    latency = _device_columns(table, devices, "NB201")
     start = time.perf_counter()
     graphs = nb201_latency_graphs(NasBench201Space(), None if data_dir is None else str(data_dir))
     log.info("built %d NB201 whole-network graphs in %.0f s", len(graphs), time.perf_counter() - start)
-    tasks = [LatencyTask(d, "random", _positive(table[f"lat_{d}"].to_numpy(np.float64), f"NB201 lat_{d}"))
-             for d in devices]
+    tasks = [LatencyTask(d, "random", latency[d]) for d in devices]
     return LatencyData(graphs, np.array(["nb201"] * len(graphs)), tasks,
                        f"NB201 latency table ({len(graphs):,} networks, input 1x3x32x32)",
                        {"source": "nb201", "networks": len(graphs)})
+
+
+def _load_help_ofa(source: dict[str, Any], data_dir: str | Path | None) -> LatencyData:
+    from nassearch.data.latency_dataset import help_ofa_latency_archs, ofa_latency_graphs
+
+    devices = list(HELP_OFA_DEVICES) if source["devices"] == "all" else source["devices"]
+    archs, table = help_ofa_latency_archs(data_dir)
+    latency = _device_columns(table, devices, "HELP OFA")
+    batches = {d: int(d.rpartition("_bs")[2]) for d in devices}
+    graphs = {b: ofa_latency_graphs(archs, b) for b in sorted(set(batches.values()))}
+    tasks = [LatencyTask(d, "random", latency[d], graphs[batches[d]]) for d in devices]
+    return LatencyData([], np.array(["ofa_mbv3"] * len(archs)), tasks,
+                       f"HELP's OFA MobileNetV3 latency table ({len(archs):,} subnets, input Bx3xRxR at each "
+                       f"subnet's resolution R, batch B of the device)", {"source": "help_ofa", "networks": len(archs)})
+
+
+def _device_columns(table: pd.DataFrame, devices: list[str], name: str) -> dict[str, np.ndarray]:
+    """The ``lat_<device>`` columns of a latency table (a DataFrame), checked to exist and to be positive."""
+    missing = [d for d in devices if f"lat_{d}" not in table.columns]
+    if missing:
+        raise DataError(f"the {name} latency table has no column lat_{missing[0]}; re-download it "
+                        "(nassearch data list)")
+    return {d: _positive(table[f"lat_{d}"].to_numpy(np.float64), f"the {name} latency table",
+                         lambda row, d=d: f"line {row + 2}: column lat_{d}", "re-download it (nassearch data list)")
+            for d in devices}
 
 
 def _load_file(source: dict[str, Any]) -> LatencyData:
@@ -263,7 +303,8 @@ def _load_file(source: dict[str, Any]) -> LatencyData:
 
     path = Path(source["path"]).expanduser()
     dataset = LatencyDataset.load(path)
-    latency = _positive(dataset.latency_ms, str(path))
+    latency = _positive(dataset.latency_ms, str(path), lambda i: f"network {i} ({dataset.names[i]})",
+                        "measure it again (nassearch data measure-latency)")
     families = np.array(dataset.families)
     tasks: list[LatencyTask] = []
     for split in source["splits"]:
@@ -281,9 +322,13 @@ def _load_file(source: dict[str, Any]) -> LatencyData:
                         "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
 
 
-def _positive(latency: np.ndarray, what: str) -> np.ndarray:
-    if not np.all(np.isfinite(latency) & (latency > 0)):
-        raise DataError(f"{what}: latencies must be finite and > 0 (relative errors divide by them)")
+def _positive(latency: np.ndarray, what: str, where: Callable[[int], str], fix: str) -> np.ndarray:
+    """``latency`` if every value is finite and > 0; else DataError naming ``what``, ``where(i)`` the first bad
+    entry is, and ``fix``."""
+    bad = np.flatnonzero(~(np.isfinite(latency) & (latency > 0)))
+    if len(bad):
+        raise DataError(f"{what}, {where(int(bad[0]))}: latency {latency[bad[0]]:g} ms ({len(bad)} such value(s) in "
+                        f"all); latencies must be finite and > 0 (relative errors divide by them); {fix}")
     return latency
 
 
@@ -353,7 +398,8 @@ def _latency_job(job: tuple[dict[str, Any], int, int, float, int | None],
     data, factory = shared
     task = data.tasks[task_index]
     train, test = split_indices(task, data.families, fraction, test_size, seed)
-    metrics, pred = run_latency_cell(factory(spec, seed), data.graphs, task.latency_ms, train, test)
+    graphs = data.graphs if task.graphs is None else task.graphs
+    metrics, pred = run_latency_cell(factory(spec, seed), graphs, task.latency_ms, train, test)
     return spec, task_index, seed, len(train), test, metrics, pred
 
 

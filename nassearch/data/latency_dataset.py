@@ -5,7 +5,8 @@ measured latencies. :func:`build_cpu_latency_dataset` samples networks from seve
 networks, NB101 cell networks, torchvision classics) and times them on this CPU;
 :func:`nb201_latency_graphs` gives the graphs of the 15,625 NB201 networks in the order of the NB201
 device-latency table (``nasbench201/nb201_latency_ms.csv.gz``), derived from a few traced pieces instead
-of tracing every network.
+of tracing every network; :func:`help_ofa_latency_archs` and :class:`OFAGraphBuilder` do the same for HELP's
+5,000 OFA MobileNetV3 subnets (``ofa/help_ofa_5k_latency_ms.csv``) at any batch size.
 
 Files are ``.npz`` without pickles: graphs packed into concatenated arrays (node counts, ops, edge lists,
 node attributes, graph attributes) and a JSON string for names, families, device and vocabularies.
@@ -31,7 +32,7 @@ import torch
 import torchvision
 from torch import nn
 
-from nassearch.data.tables import load_csv
+from nassearch.data.tables import TABLES, fix_hint, load_csv, resolve_data_dir
 from nassearch.errors import DataError
 from nassearch.graph import ArchGraph
 from nassearch.latency.timing import measure_latency_ms
@@ -39,6 +40,8 @@ from nassearch.model_cost import count_flops, count_params
 from nassearch.latency.network_graph import LayerTrace, layer_row, network_graph, tensor_bytes, trace_layers
 from nassearch.spaces.nasbench101 import NasBench101Space
 from nassearch.spaces.nasbench201 import EDGES, OPS, Cell, NasBench201Space, NB201Arch, NB201Network, format_arch, parse_arch
+from nassearch.spaces.ofa_mbv3 import (CANONICAL_EXPAND, CANONICAL_KERNEL, DEPTHS, EXPANDS, KERNELS, MAX_DEPTH,
+                                      NUM_BLOCKS, STAGES, OFAArch, active_blocks, build_network)
 
 log = logging.getLogger(__name__)
 
@@ -449,3 +452,130 @@ def nb201_latency_dataset(device: str, space: NasBench201Space | None = None,
     latency = table[column].to_numpy(float)[selected]
     names = [f"nb201:{format_arch(archs[r])}" for r in selected]
     return LatencyDataset(graphs, latency, names, ["nb201"] * len(selected), device)
+
+
+# ---------------------------------------------------------------------------------------------
+# HELP's OFA MobileNetV3 subnets in the latency table's order.
+
+HELP_OFA_TABLE = "ofa_help_5k_latency"
+#: Input resolutions of HELP's OFA subnets: OFA's training resolutions, 128..224 step 4.
+HELP_OFA_RESOLUTIONS: tuple[int, ...] = tuple(range(128, 225, 4))
+
+
+def help_ofa_latency_archs(data_dir: str | os.PathLike | None = None) -> tuple[list[OFAArch], pd.DataFrame]:
+    """Architectures of HELP's OFA latency table in its row order, and the table (a DataFrame).
+
+    Columns ``r``, ``d_0..d_4``, ``ks_0..ks_19`` and ``e_0..e_19``; the kernels and expansions of inactive
+    slots (slot ``4s + i`` with ``i >= d_s``) are ignored, whatever they hold, and the arch carries the
+    canonical kernel 3 / expansion 3 there. A missing column or a bad value raises DataError naming the file,
+    the line and the column.
+    """
+    spec = TABLES[HELP_OFA_TABLE]
+    table = load_csv(HELP_OFA_TABLE, data_dir)
+    path = resolve_data_dir(data_dir) / spec.path
+
+    def genes(columns: list[str], allowed: Sequence[int], what: str, active: np.ndarray | None = None,
+              inactive: int = 0) -> np.ndarray:
+        """The integer values of ``columns``, checked to lie in ``allowed`` where ``active``; ``inactive`` elsewhere."""
+        missing = [c for c in columns if c not in table.columns]
+        if missing:
+            raise DataError(f"benchmark table {path} lacks column {missing[0]}; {fix_hint(spec)}")
+        values = table[columns].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+        bad = ~np.isin(values, allowed)
+        if active is not None:
+            bad &= active
+            values = np.where(active, values, inactive)
+        if bad.any():
+            row, column = np.argwhere(bad)[0]
+            raw = table[columns[column]].iloc[row]
+            choices = (f"{allowed[0]}..{allowed[-1]} step {allowed[1] - allowed[0]}" if len(allowed) > 3
+                       else f"{', '.join(map(str, allowed[:-1]))} or {allowed[-1]}")
+            raise DataError(f"benchmark table {path}, line {row + 2}: column {columns[column]} holds "
+                            f"{'an empty value' if pd.isna(raw) else raw}, expected {what} {choices}; {fix_hint(spec)}")
+        return values.astype(np.int64)
+
+    r = genes(["r"], HELP_OFA_RESOLUTIONS, "a resolution")[:, 0]
+    d = genes([f"d_{s}" for s in range(STAGES)], DEPTHS, "a depth")
+    active = np.arange(NUM_BLOCKS) % MAX_DEPTH < np.repeat(d, MAX_DEPTH, axis=1)
+    ks = genes([f"ks_{i}" for i in range(NUM_BLOCKS)], KERNELS, "an active block's kernel", active, CANONICAL_KERNEL)
+    e = genes([f"e_{i}" for i in range(NUM_BLOCKS)], EXPANDS, "an active block's expansion", active, CANONICAL_EXPAND)
+    return [OFAArch(tuple(ks[i].tolist()), tuple(e[i].tolist()), tuple(d[i].tolist()), int(r[i]))
+            for i in range(len(table))], table
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """A traced part of an OFA network at one input shape: its layers, output shape, FLOPs (per sample) and params."""
+
+    trace: LayerTrace
+    out_shape: tuple[int, ...]
+    flops: int
+    params: int
+
+
+class OFAGraphBuilder:
+    """Whole-network graphs of OFA MobileNetV3 subnets at batch ``batch``, assembled from traced pieces.
+
+    The stem (first conv and fixed first block), the head and each searchable block (stage, first or later
+    in its stage, kernel, expansion) are traced once per input shape they meet, then strung together in
+    network order, so a subnet's graph equals ``network_graph(build_network(arch), (batch, 3, arch.r, arch.r))``
+    node for node (the tests check this) at a fraction of the cost. Pieces are traced on the CPU at batch 1
+    and on PyTorch's ``meta`` device (shapes without computing) at larger batches.
+    """
+
+    def __init__(self, batch: int = 1) -> None:
+        from ofa.imagenet_classification.networks import MobileNetV3
+
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
+        self.batch = int(batch)
+        self._device = torch.device("cpu" if batch == 1 else "meta")
+        with torch.random.fork_rng(devices=[]), self._device:  # weights are irrelevant: leave the generator alone
+            # one network per (kernel, expansion): depth 2 holds each stage's first block and a later one (the
+            # resolution is no part of the module)
+            self._templates = {(k, x): build_network(OFAArch((k,) * NUM_BLOCKS, (x,) * NUM_BLOCKS, (2,) * STAGES,
+                                                             HELP_OFA_RESOLUTIONS[0])).eval()
+                               for k in KERNELS for x in EXPANDS}
+        template = self._templates[KERNELS[0], EXPANDS[0]]
+        self._stem = nn.Sequential(template.first_conv, template.blocks[0])
+        # the head as MobileNetV3.forward runs it (pooling, flattening view), behind an identity stem
+        self._head = MobileNetV3(nn.Identity(), [], template.final_expand_layer, template.feature_mix_layer,
+                                 template.classifier).eval()
+        self._pieces: dict[tuple, _Piece] = {}
+
+    def _piece(self, key: tuple, module: nn.Module, shape: tuple[int, ...]) -> _Piece:
+        """``module`` (the part named ``key``) traced for an input of ``shape``, once per key and shape."""
+        if (key, shape) not in self._pieces:
+            with torch.no_grad():
+                out = tuple(module(torch.zeros(shape, device=self._device)).shape)
+            self._pieces[key, shape] = _Piece(trace_layers(module, shape), out, count_flops(module, shape[1:]),
+                                              count_params(module))
+        return self._pieces[key, shape]
+
+    def graph(self, arch: OFAArch) -> ArchGraph:
+        """The whole-network graph of ``arch`` for a ``batch`` x 3 x ``arch.r`` x ``arch.r`` input."""
+        shape = (self.batch, 3, arch.r, arch.r)
+        parts: list[tuple[tuple, nn.Module]] = [(("stem",), self._stem)]
+        for slot in active_blocks(arch):
+            stage, position = divmod(slot, MAX_DEPTH)
+            kernel, expand = arch.ks[slot], arch.e[slot]
+            block = self._templates[kernel, expand].blocks[1 + 2 * stage + (position > 0)]
+            parts.append(((stage, position == 0, kernel, expand), block))
+        parts.append((("head",), self._head))
+        trace = LayerTrace.start(shape)
+        out: tuple[int, ...] = (0,)
+        flops = params = 0
+        for key, module in parts:
+            piece = self._piece(key, module, shape)
+            out = trace.extend(piece.trace, out)
+            shape, flops, params = piece.out_shape, flops + piece.flops, params + piece.params
+        return trace.to_graph(batch_size=self.batch, flops=flops * self.batch, params=params)
+
+
+def ofa_latency_graphs(archs: Sequence[OFAArch], batch: int = 1) -> list[ArchGraph]:
+    """Whole-network graphs of ``archs`` at batch ``batch`` (:class:`OFAGraphBuilder`), in their order."""
+    start = time.perf_counter()
+    builder = OFAGraphBuilder(batch)
+    graphs = [builder.graph(arch) for arch in archs]
+    log.info("built %d OFA whole-network graphs (batch %d) in %.1f s", len(graphs), batch, time.perf_counter() - start)
+    return graphs
