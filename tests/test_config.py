@@ -111,6 +111,7 @@ def test_metrics_are_checked_against_the_evaluator():
 def test_shipped_experiments_validate():
     from pathlib import Path
 
+    from nassearch.training.recipes import load_recipe
     from nassearch.training.retrain import load_retrain_config
     from nassearch.bench.latency import validate_latency_bench
     from nassearch.bench.predictors import load_raw, validate_bench
@@ -124,6 +125,8 @@ def test_shipped_experiments_validate():
             validate_latency_bench(load_raw(path))
         elif path.name.endswith("_retrain.yaml"):
             load_retrain_config(path)
+        elif path.name.startswith("retrain_"):
+            load_recipe(path)
         else:
             cfg.load(path)
 

@@ -238,6 +238,7 @@ def test_a_nan_metric_becomes_a_failed_trial_with_its_reason(make_config, data_d
         return result
 
     monkeypatch.setattr(NasBench201Tabular, "evaluate", sometimes_nan)
+    monkeypatch.setattr(NasBench201Tabular, "batched", False)  # one evaluate() per architecture
     config = cfg.load(make_config(budget={"evaluations": 40}))
     outcome = runner.run(config, data_dir=str(data_dir))
     failed = [t for t in outcome.trials[0] if not t.ok]

@@ -95,6 +95,7 @@ def test_crash_then_resume_gives_the_uninterrupted_trials(make_config, data_dir,
         return original(self, arch)
 
     monkeypatch.setattr(NasBench201Tabular, "evaluate", crashing)
+    monkeypatch.setattr(NasBench201Tabular, "batched", False)  # one evaluate() per architecture
     with pytest.raises(Crash):
         runner.run(config, data_dir=str(data_dir))
     monkeypatch.setattr(NasBench201Tabular, "evaluate", original)
