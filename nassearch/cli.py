@@ -141,8 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     predictors = bench_commands.add_parser("predictors", help="predictor rank correlation (Kendall, Spearman) "
                                                               "and fit/predict time vs train size")
     _add_config_args(predictors)
-    latency = bench_commands.add_parser("latency", help="latency predictors: MAPE, Acc(5%%), Acc(10%%), Kendall "
-                                                        "on NB201 devices or a measured latency dataset")
+    latency = bench_commands.add_parser("latency", help="latency predictors: MAPE, Acc(5%%), Acc(10%%), Kendall on "
+                                                        "NB201 devices, HELP's OFA subnets or a measured latency "
+                                                        "dataset")
     _add_config_args(latency)
     latency.add_argument("--workers", type=int, default=None, help="worker processes (default: benchmark.workers)")
     latency.add_argument("--overwrite", action="store_true", help="delete the benchmark directory's results first")

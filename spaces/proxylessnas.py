@@ -469,8 +469,10 @@ class ProxylessNASSpace(SearchSpace):
 
     def cost(self, arch: ProxylessArch) -> ModelCost:
         """Params and FLOPs (millions; ``flops_convention``) of the built network for one ``input_shape(arch)``
-        image."""
-        return measure_cost(self.build_model(arch), self.input_shape(arch), self.flops_convention)
+        image (built under a forked torch generator: counting leaves torch's global random state alone)."""
+        with torch.random.fork_rng(devices=[]):
+            model = self.build_model(arch)
+        return measure_cost(model, self.input_shape(arch), self.flops_convention)
 
     @cached_property
     def _unit_costs(self) -> tuple[ModelCost, np.ndarray, np.ndarray]:
