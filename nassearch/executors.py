@@ -83,7 +83,8 @@ class SerialExecutor:
         """Yield ``(position, Result)`` for each architecture, in order: one vectorised query for a
         ``batched`` evaluator, else one evaluation after the other (each stored as soon as it is done)."""
         if evaluator.batched:
-            yield from enumerate(evaluator.evaluate_batch(list(archs)))
+            if archs:  # a resumed batch may have nothing left to evaluate
+                yield from enumerate(evaluator.evaluate_batch(list(archs)))
             return
         for position, arch in enumerate(archs):
             yield position, evaluator.evaluate(arch)

@@ -83,6 +83,19 @@ def test_serial_executor_yields_every_position_in_order(nb201_evaluator, random_
     assert [r.metrics for _, r in outcomes] == [nb201_evaluator.evaluate(a).metrics for a in archs]
 
 
+def test_serial_executor_hands_a_batched_evaluator_whole_batches_and_nothing_when_empty(nb201_evaluator,
+                                                                                         random_archs, monkeypatch):
+    archs = random_archs(5, 1)
+    calls = []
+    original = type(nb201_evaluator).evaluate_batch
+    monkeypatch.setattr(type(nb201_evaluator), "evaluate_batch",
+                        lambda self, batch: calls.append(len(batch)) or original(self, batch))
+    assert nb201_evaluator.batched
+    results = list(SerialExecutor().run(nb201_evaluator, archs))
+    assert calls == [5] and [p for p, _ in results] == list(range(5))
+    assert list(SerialExecutor().run(nb201_evaluator, [])) == [] and calls == [5]  # a resumed, complete batch
+
+
 @pytest.mark.slow
 def test_store_order_is_ask_order_when_results_finish_out_of_order(make_config, data_dir, tmp_path):
     _, serial, serial_dir = run_one_seed(make_config, data_dir, SerialExecutor(), directory=tmp_path / "serial")
