@@ -120,12 +120,21 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("space", choices=["nasbench101", "nasbench201"])
     verify.add_argument("--data-dir", default=None)
 
-    retrain = commands.add_parser("retrain", help="train a DARTS genotype on CIFAR-10 with the DARTS protocol")
-    retrain.add_argument("target", metavar="GENOTYPE_OR_RUN_DIR",
-                         help="a published genotype's name (DARTS_V2, ...), a genotype in DARTS notation, or a "
-                              "search run directory of the darts space (its best architecture)")
-    retrain.add_argument("--config", default=None, help="retrain YAML (default: the DARTS protocol, as in "
+    retrain = commands.add_parser("retrain", help="train an architecture for real: a DARTS genotype on CIFAR-10 "
+                                                  "with the DARTS protocol, or any space's network on an ImageFolder "
+                                                  "dataset with a recipe")
+    retrain.add_argument("target", metavar="ARCH_OR_RUN_DIR",
+                         help="a search run directory (its best architecture); with the DARTS protocol also a "
+                              "published genotype's name (DARTS_V2, ...) or a genotype in DARTS notation; with a "
+                              "recipe also an architecture string of the space named by --space")
+    retrain.add_argument("--config", default=None, help="retrain YAML: a recipe (experiments/retrain_*.yaml) or the "
+                                                        "DARTS protocol's settings (the default, as in "
                                                         "experiments/darts_retrain.yaml)")
+    retrain.add_argument("--space", default=None, help="recipes: the space of an architecture string (a run "
+                                                       "directory names its own)")
+    retrain.add_argument("--data-root", default=None, help="recipes: the ImageFolder dataset (train/, val/; default "
+                                                           "data/imagenet)")
+    retrain.add_argument("--device", default="auto", help="recipes: auto (CUDA when present), cpu, cuda or cuda:N")
     retrain.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="override a setting (repeatable), e.g. --set epochs=50")
     retrain.add_argument("--out", default=None, help="output directory (default: runs/retrain/NAME)")
@@ -418,12 +427,22 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from nassearch.training.retrain import load_retrain_config, resolve_target, retrain
+    from nassearch.training.recipe_retrain import is_recipe_file
 
     limit_threads(args.threads)
+    logging.getLogger("nassearch.training").setLevel(logging.INFO)  # the best architecture, one line per epoch
+    if args.config is not None and is_recipe_file(args.config):
+        return _retrain_recipe(args)
+    from nassearch.training.retrain import load_retrain_config, resolve_target, retrain
+
+    for option, value in (("--space", args.space), ("--data-root", args.data_root)):
+        if value is not None:
+            raise cfg.ConfigError(f"{option} applies to recipes only; the DARTS protocol trains the darts space on "
+                                  "CIFAR-10 (set its data_root with --set data_root=DIR)")
+    if args.device != "auto":
+        raise cfg.ConfigError("--device applies to recipes only; the DARTS protocol's is --set device=NAME")
     config = load_retrain_config(args.config, args.overrides)
     target = resolve_target(args.target)
-    logging.getLogger("nassearch.training.retrain").setLevel(logging.INFO)  # one line per epoch
     try:
         outcome = retrain(target, config, args.out, resume=args.resume)
     except KeyboardInterrupt:
@@ -433,6 +452,26 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         print(f"{r['name']}: {r['params_m']:.3g} M params, test accuracy {r['test_acc']:.2f}% after {r['epochs']} "
               f"epochs (best {r['best_test_acc']:.2f}% at epoch {r['best_epoch']}), {r['wall_s']:.0f} s on "
               f"{r['device']} x{r['world_size']}")
+        print(f"\noutput: {outcome.out_dir}  (retrain.json, log.csv, checkpoint.pt, config.yaml)")
+    return 0
+
+
+def _retrain_recipe(args: argparse.Namespace) -> int:
+    from nassearch.training.recipe_retrain import DEFAULT_DATA_ROOT, resolve_arch_target, retrain_recipe
+    from nassearch.training.recipes import load_recipe
+
+    recipe = load_recipe(args.config, args.overrides)
+    target = resolve_arch_target(args.target, args.space)
+    try:
+        outcome = retrain_recipe(target, recipe, args.data_root or DEFAULT_DATA_ROOT, args.out, resume=args.resume,
+                                 device=args.device)
+    except KeyboardInterrupt:
+        return _interrupted("finished epochs are in checkpoint.pt: continue with --resume")
+    if outcome.result is not None:
+        r = outcome.result
+        print(f"{r['name']} ({r['space']}): {r['params_m']:.3g} M params, {r['eval_split']} top-1 {r['top1']:.2f}% "
+              f"top-5 {r['top5']:.2f}% after {r['epochs']} epochs, {r['wall_s']:.0f} s on {r['device']} "
+              f"x{r['world_size']}")
         print(f"\noutput: {outcome.out_dir}  (retrain.json, log.csv, checkpoint.pt, config.yaml)")
     return 0
 

@@ -142,22 +142,25 @@ def _log(out):
         return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
 
 
+def kill_after_first_epoch(command: list[str], env: dict[str, str], out: Path, timeout: float) -> None:
+    """Start a retrain ``command`` and SIGKILL it once ``out/log.csv`` holds its first epoch."""
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and not ((out / "log.csv").exists() and len(_log(out)) == 1):
+        time.sleep(0.01)
+    assert proc.poll() is None, f"run ended before the kill: {proc.stderr.read().decode()}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "retrain.json").exists()
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_uninterrupted_log(tmp_path):
     write_synthetic_cifar10(tmp_path / "cifar", n_train=160, n_test=24)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     common = ["--set", f"data_root={tmp_path / 'cifar'}"]
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_nassearch(*common, "--out", str(killed)), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while time.time() < deadline and proc.poll() is None and not (
-            (killed / "log.csv").exists() and len(_log(killed)) == 1):
-        time.sleep(0.01)
-    assert proc.poll() is None, f"run ended before the kill: {proc.stderr.read().decode()}"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (killed / "retrain.json").exists()
+    kill_after_first_epoch(_nassearch(*common, "--out", str(killed)), env, killed, timeout=60)
 
     refused = subprocess.run(_nassearch(*common, "--out", str(killed)), env=env, capture_output=True, text=True)
     assert refused.returncode == 2 and "already holds a retrain run: continue it with --resume" in refused.stderr

@@ -273,8 +273,8 @@ BEST = {"best": {"arch": format_genotype(known_genotype("DARTS_V2")), "metrics":
     (DARTS_CONFIG, {"num_trials": 3}, "records no best architecture with its val_acc (the objective)"),
     (DARTS_CONFIG, {"best": {"arch": "x", "metrics": {"params": 1.0}}}, "records no best architecture with its"),
     (DARTS_CONFIG, "{not json", "records no best architecture"),
-    (DARTS_CONFIG, {"best": {"arch": None, "metrics": {"val_acc": 91.0}}}, "expected a finite number and a genotype"),
-    (DARTS_CONFIG, {"best": {"arch": "x", "metrics": {"val_acc": None}}}, "expected a finite number and a genotype"),
+    (DARTS_CONFIG, {"best": {"arch": None, "metrics": {"val_acc": 91.0}}}, "expected a finite number and an architecture string"),
+    (DARTS_CONFIG, {"best": {"arch": "x", "metrics": {"val_acc": None}}}, "expected a finite number and an architecture string"),
 ])
 def test_a_damaged_search_run_is_one_line(tmp_path, capsys, config, summary, words):
     run = search_run(tmp_path, config, summary)

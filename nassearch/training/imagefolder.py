@@ -37,6 +37,7 @@ from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import find_classes
 
 from nassearch.errors import ConfigError, DataError
+from nassearch.training.process import derived_seed
 from nassearch.validation import check_seed
 
 #: The two folders of the layout: ``train`` (training and hold-out images) and ``val`` (the test set).
@@ -154,7 +155,8 @@ def imagenet_transforms(train: bool, size: int = 224, autoaugment: bool = False)
 
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, epoch: int, rank: int = 0,
-                world_size: int = 1, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+                world_size: int = 1, num_workers: int = 0, pin_memory: bool = False, drop_last: bool = False
+                ) -> DataLoader:
     """A DataLoader over this process's share of ``dataset`` for epoch ``epoch``, ``batch_size`` images a batch.
 
     The epoch's order is one permutation drawn from (``seed``, ``epoch``) alone (``range(len(dataset))`` when
@@ -162,7 +164,9 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, epo
     DistributedSampler, which pads the order with up to ``world_size - 1`` repeated indices so all shares are
     equal. A resumed run thus sees the same order, and an epoch's order (padding aside) does not depend on the
     number of processes. Worker processes are seeded from (``seed``, ``epoch``, ``rank``), so augmentations in workers
-    repeat too; with ``num_workers=0`` they draw from torch's global generator. Build one loader per epoch.
+    repeat too; with ``num_workers=0`` they draw from torch's global generator. ``drop_last`` leaves out the
+    share's last batch when it is smaller than ``batch_size`` (for training: batch norm needs more than one image).
+    Build one loader per epoch.
     """
     seed = check_seed(seed)
     if epoch < 0:
@@ -172,14 +176,9 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, epo
     if not 0 <= rank < world_size:
         raise ConfigError(f"rank {rank} is outside the job's {world_size} process(es); need 0 <= rank < world_size")
     sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle,
-                                 seed=_mixed_seed(seed, epoch))
+                                 seed=derived_seed(seed, epoch))
     return DataLoader(dataset, batch_size, sampler=sampler, num_workers=num_workers, pin_memory=pin_memory,
-                      generator=torch.Generator().manual_seed(_mixed_seed(seed, epoch, rank)))
-
-
-def _mixed_seed(*entropy: int) -> int:
-    """A 63-bit seed from non-negative integers; neighbouring inputs give unrelated seeds."""
-    return int(np.random.SeedSequence(list(entropy)).generate_state(1, np.uint64)[0] >> np.uint64(1))
+                      drop_last=drop_last, generator=torch.Generator().manual_seed(derived_seed(seed, epoch, rank)))
 
 
 # ---------------------------------------------------------------------------------------------

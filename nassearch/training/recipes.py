@@ -35,7 +35,7 @@ import logging
 import math
 import typing
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -91,6 +91,7 @@ class Recipe:
     holdout: int = 0  # training images held out for validation (Neural Predictor: 50,046); 0 trains on all
     seed: int = 0
     num_workers: int = 8
+    model: dict[str, Any] = field(default_factory=dict)  # keywords of the space's build_model, e.g. widths
 
     def __post_init__(self) -> None:
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,

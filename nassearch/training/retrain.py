@@ -27,13 +27,9 @@ DistributedSampler does it (padded with up to WORLD_SIZE - 1 repeated images).
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
-import math
-import os
-import pickle
 import re
 import time
 import typing
@@ -41,7 +37,6 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
@@ -50,7 +45,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from nassearch.training.datasets import cifar10_transforms, load_cifar10
-from nassearch.training.loops import evaluate_loader, mean_loss_and_accuracy, resolve_device, train_epoch
+from nassearch.training.loops import evaluate_loader, mean_loss_and_accuracy, train_epoch
+from nassearch.training.process import Process, derived_seed, start_process
+from nassearch.training.run_files import (check_out_dir, read_checkpoint, resume_run, write_checkpoint,
+                                          write_log)
+from nassearch.training.search_runs import best_of_search, read_search_config, search_setting
 from nassearch import config as cfg
 from nassearch.validation import check_seed, reject_unknown, typed
 from nassearch.errors import ConfigError, RunDirError
@@ -66,8 +65,6 @@ LOG_COLUMNS = ("epoch", "lr", "drop_path_prob", "train_loss", "train_acc", "test
 RESUMABLE_CHANGES = ("data_root", "download", "num_workers")
 GENOTYPE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_OUT = Path("runs") / "retrain"
-CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "scaler", "log", "train_seconds")
-CHECKPOINT_FIX = "delete it to restart the run from epoch 0, or train into another --out"
 
 
 @dataclass(frozen=True)
@@ -179,61 +176,12 @@ def resolve_target(text: str) -> RetrainTarget:
 
 
 def _best_of_run(run_dir: Path) -> RetrainTarget:
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise RunDirError(f"{run_dir} is not a nassearch run directory (no config.yaml)")
-    config = cfg.read_yaml(config_path, "run config")
-    space = _setting(config, config_path, "space", "name")
+    config, config_path = read_search_config(run_dir)
+    space = search_setting(config, config_path, "space", "name")
     if space != "darts":
         raise RunDirError(f"{run_dir} searched space {space!r}; retrain trains genotypes of the darts space only")
-    metric = _setting(config, config_path, "objectives", 0, "metric")
-    mode = _setting(config, config_path, "objectives", 0, "mode")
-    if mode not in ("max", "min"):
-        raise RunDirError(f"{config_path}: objectives[0].mode is {mode!r}, not max or min")
-    bests = [(*_seed_best(path, metric), path) for path in sorted(run_dir.glob("seed-*/summary.json"))]
-    if not bests:
-        raise RunDirError(f"{run_dir} has no finished seed (seed-*/summary.json): finish the search first "
-                          f"with nassearch run CONFIG --resume {run_dir}")
-    value, arch, where = max(bests, key=lambda item: item[0] if mode == "max" else -item[0])
-    genotype = parse_genotype(arch)
-    log.info("best %s %.4g of %d seed(s): %s", metric, value, len(bests), where.parent.name)
-    return RetrainTarget(run_dir.resolve().name, genotype, f"{run_dir} ({where.parent.name}, best {metric} {value:.4g})")
-
-
-def _setting(config: Any, config_path: Path, *keys: str | int) -> Any:
-    """``config[key0][key1]...`` of a search run's config.yaml; RunDirError naming the setting it lacks."""
-    value = config
-    for key in keys:
-        try:
-            value = value[key]
-        except (TypeError, KeyError, IndexError):
-            raise RunDirError(f"{config_path} lacks {'.'.join(map(str, keys))}: it is not the config.yaml of a "
-                              "nassearch search; retrain a genotype by name or in DARTS notation instead") from None
-    return value
-
-
-def _seed_best(summary_path: Path, metric: str) -> tuple[float, str]:
-    """``metric`` of the best architecture a seed's summary.json records, and the architecture."""
-    try:
-        best = json.loads(summary_path.read_text())["best"]
-        value, arch = best["metrics"][metric], best["arch"]
-    except OSError as exc:
-        raise RunDirError(f"cannot read {summary_path}: {exc.strerror or exc}") from None
-    except (ValueError, TypeError, KeyError) as exc:
-        raise RunDirError(f"{summary_path} records no best architecture with its {metric} (the objective): "
-                          f"{_reason(exc)}; finish or repair the search with nassearch run CONFIG --resume, or "
-                          "retrain a genotype by name or in DARTS notation instead") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not isinstance(arch, str):
-        raise RunDirError(f"{summary_path}: the best architecture's {metric} is {value!r} and its arch {arch!r}; "
-                          "expected a finite number and a genotype string")
-    return float(value), arch
-
-
-def _reason(exc: BaseException) -> str:
-    """An exception as one short line: its type and message with whitespace collapsed, at most 200 chars."""
-    text = " ".join(f"{type(exc).__name__}: {exc}".split())
-    return text if len(text) <= 200 else text[:197] + "..."
+    best = best_of_search(run_dir, config, config_path, parse_genotype)
+    return RetrainTarget(run_dir.resolve().name, best.arch, best.describe(run_dir))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,117 +191,12 @@ def _reason(exc: BaseException) -> str:
 def prepare_out_dir(out: Path, target: RetrainTarget, config: RetrainConfig, resume: bool) -> None:
     """Check that ``out`` may be used: fresh without ``resume``; started with the same genotype and
     (up to RESUMABLE_CHANGES) the same settings with it. Writes nothing."""
-    stored_path = out / "config.yaml"
-    if not resume:
-        if out.exists() and any(out.iterdir()):
-            raise RunDirError(f"{out} already holds a retrain run: continue it with --resume, or choose "
-                              "another --out")
-        return
-    if not stored_path.is_file():
-        raise RunDirError(f"--resume: {out} holds no retrain run (no config.yaml); drop --resume to start one")
-    stored = cfg.read_yaml(stored_path, "retrain run config")
-    if (not isinstance(stored, dict) or not isinstance(stored.get("genotype"), str)
-            or not isinstance(stored.get("config"), dict)):
-        raise RunDirError(f"--resume: {stored_path} does not record the run's genotype and config; it is damaged: "
-                          "choose another --out (or delete the directory to start again)")
-    if stored["genotype"] != format_genotype(target.genotype):
-        raise RunDirError(f"--resume: {out} trains another genotype ({stored_path}); choose another --out")
-    new = config.to_dict()
-    for key, value in stored["config"].items():
-        if key not in RESUMABLE_CHANGES and new.get(key) != value:
-            raise RunDirError(f"--resume: {out} was started with {key}={value!r}, not {new.get(key)!r} "
-                              f"({stored_path}); pass the same settings or choose another --out")
-
-
-def _read_checkpoint(path: Path, config: RetrainConfig) -> dict[str, Any]:
-    """A run's checkpoint, read with ``weights_only`` (tensors and plain data only: a crafted pickle is
-    refused unrun) and checked for its keys and log; RunDirError naming the file otherwise."""
-    if path.stat().st_size == 0:
-        raise RunDirError(f"--resume: checkpoint {path} is empty (0 bytes); {CHECKPOINT_FIX}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # torch's message suggests weights_only=False: not advice to pass on
-        raise RunDirError(f"--resume: checkpoint {path} is refused: it is damaged or holds objects other than "
-                          f"tensors and plain data (none of it was run); {CHECKPOINT_FIX}") from None
-    except (OSError, RuntimeError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-        raise RunDirError(f"--resume: checkpoint {path} cannot be read, it is truncated or not a torch file "
-                          f"({_reason(exc)}); {CHECKPOINT_FIX}") from None
-    if not isinstance(checkpoint, dict):
-        raise RunDirError(f"--resume: checkpoint {path} holds a {type(checkpoint).__name__}, not a mapping with keys "
-                          f"{', '.join(CHECKPOINT_KEYS)}; {CHECKPOINT_FIX}")
-    missing = [key for key in CHECKPOINT_KEYS if key not in checkpoint]
-    if missing:
-        raise RunDirError(f"--resume: checkpoint {path} lacks key(s) {', '.join(missing)}; {CHECKPOINT_FIX}")
-    rows, seconds = checkpoint["log"], checkpoint["train_seconds"]
-    if not (isinstance(rows, list) and len(rows) <= config.epochs
-            and all(_is_log_row(row, epoch) for epoch, row in enumerate(rows, start=1))):
-        raise RunDirError(f"--resume: checkpoint {path} has a log that is not one row ({', '.join(LOG_COLUMNS)}) "
-                          f"per finished epoch 1, 2, ... of at most {config.epochs}; {CHECKPOINT_FIX}")
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf:
-        raise RunDirError(f"--resume: checkpoint {path} has train_seconds {seconds!r}, not a number >= 0; "
-                          f"{CHECKPOINT_FIX}")
-    return checkpoint
-
-
-def _is_log_row(row: Any, epoch: int) -> bool:
-    """Whether ``row`` is epoch ``epoch``'s row of a log: a finite number for every column."""
-    return (isinstance(row, dict) and row.get("epoch") == epoch
-            and all(isinstance(row.get(column), (int, float)) and math.isfinite(row[column]) for column in LOG_COLUMNS))
-
-
-def _write_atomically(path: Path, write: typing.Callable[[Path], None]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def _write_log(path: Path, rows: list[dict[str, float]]) -> None:
-    def write(tmp: Path) -> None:
-        with tmp.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, LOG_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    _write_atomically(path, write)
+    check_out_dir(out, resume, {"genotype": format_genotype(target.genotype)}, "config", config.to_dict(),
+                  RESUMABLE_CHANGES)
 
 
 # ---------------------------------------------------------------------------------------------
 # Training
-
-
-@dataclass(frozen=True)
-class Process:
-    """This process's place in a (torchrun) job: rank, world size and the device it trains on."""
-
-    rank: int
-    world_size: int
-    device: torch.device
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def start_process(device_name: str) -> Process:
-    """The device to use, joining the torchrun process group when ``WORLD_SIZE`` > 1 (NCCL on CUDA,
-    Gloo on CPU; each process takes GPU ``LOCAL_RANK``)."""
-    try:
-        device = resolve_device(device_name)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
-        return Process(0, 1, device)
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Process(dist.get_rank(), world_size, device)
-
-
-def derived_seed(*entropy: int) -> int:
-    """A 63-bit seed from non-negative integers (e.g. seed, epoch, rank)."""
-    return int(np.random.SeedSequence(list(entropy)).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 @dataclass
@@ -381,7 +224,8 @@ def _retrain(proc: Process, target: RetrainTarget, config: RetrainConfig, out: P
         raise ConfigError(f"batch_size: {config.batch_size} does not split evenly over {proc.world_size} processes")
     prepare_out_dir(out, target, config, resume)
     checkpoint_path = out / "checkpoint.pt"
-    checkpoint = _read_checkpoint(checkpoint_path, config) if resume and checkpoint_path.is_file() else None
+    checkpoint = (read_checkpoint(checkpoint_path, config.epochs, LOG_COLUMNS)
+                  if resume and checkpoint_path.is_file() else None)
     generator = torch.Generator()
     train_loader, train_sampler, test_loader = _loaders(config, proc, generator)  # missing data: nothing written
     if proc.world_size > 1:
@@ -403,20 +247,8 @@ def _retrain(proc: Process, target: RetrainTarget, config: RetrainConfig, out: P
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.epochs)
     use_amp = config.amp and proc.device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    rows: list[dict[str, float]] = []
-    train_seconds = 0.0
-    if checkpoint is not None:
-        try:
-            core.load_state_dict(checkpoint["model"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            scheduler.load_state_dict(checkpoint["scheduler"])
-            scaler.load_state_dict(checkpoint["scaler"])
-        except (RuntimeError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise RunDirError(f"--resume: checkpoint {checkpoint_path} does not fit the run's network and "
-                              f"optimizer ({_reason(exc)}); {CHECKPOINT_FIX}") from None
-        rows, train_seconds = checkpoint["log"], checkpoint["train_seconds"]
-        if proc.main:
-            log.info("resuming %s after epoch %d of %d", out, len(rows), config.epochs)
+    rows, train_seconds = resume_run(checkpoint_path, checkpoint, out, config.epochs, proc.main, model=core,
+                                     optimizer=optimizer, scheduler=scheduler, scaler=scaler)
 
     for epoch in range(len(rows), config.epochs):
         start = time.perf_counter()
@@ -446,8 +278,8 @@ def _retrain(proc: Process, target: RetrainTarget, config: RetrainConfig, out: P
             state = {"model": core.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "log": rows,
                      "train_seconds": train_seconds}
-            _write_atomically(checkpoint_path, lambda tmp: torch.save(state, tmp))
-            _write_log(out / "log.csv", rows)
+            write_checkpoint(checkpoint_path, state)
+            write_log(out / "log.csv", LOG_COLUMNS, rows)
     if not proc.main:
         return RetrainOutcome(out, None)
     best = max(rows, key=lambda row: row["test_acc"])
