@@ -66,6 +66,7 @@ def _choice_index(choices: Sequence[int]) -> np.ndarray:
 _KERNEL_INDEX = _choice_index(KERNELS)
 _EXPAND_INDEX = _choice_index(EXPANDS)
 _DEPTH_INDEX = _choice_index(DEPTHS)
+_PREDICTOR_RESOLUTION_INDEX = _choice_index(PREDICTOR_RESOLUTIONS)
 
 
 def _not_in(values: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -97,7 +98,7 @@ def active_slots(d: np.ndarray) -> np.ndarray:
 
 
 def _check_genes(ks: np.ndarray, e: np.ndarray, d: np.ndarray, r: np.ndarray,
-                 resolutions: Sequence[int], resolution_source: str) -> np.ndarray:
+                 resolution_index: np.ndarray, resolution_source: str) -> np.ndarray:
     """Validate a batch; return the active-slot mask. Inactive slots may hold anything (OFA writes 0 there)."""
     n = len(r)
     for name, genes, width in (("ks", ks, N_SLOTS), ("e", e, N_SLOTS), ("d", d, N_STAGES)):
@@ -117,7 +118,7 @@ def _check_genes(ks: np.ndarray, e: np.ndarray, d: np.ndarray, r: np.ndarray,
             i, slot = np.argwhere(bad)[0]
             raise InvalidArchitecture(f"architecture {i}: {name} {genes[i, slot]} in block slot {slot} (stage "
                                       f"{slot // MAX_DEPTH}) is not one of {', '.join(map(str, choices))}")
-    bad = _not_in(r, _choice_index(resolutions))
+    bad = _not_in(r, resolution_index)
     if bad.any():
         i = int(np.argmax(bad))
         raise InvalidArchitecture(f"architecture {i}: resolution {r[i]} is outside {resolution_source}")
@@ -212,7 +213,7 @@ class OFAAccuracy(_OFAQuery):
         x[120 + (r - 112) // 16] = 1.
         """
         ks, e, d, r = (np.asarray(a, dtype=np.int64) for a in (ks, e, d, r))
-        active = _check_genes(ks, e, d, r, PREDICTOR_RESOLUTIONS,
+        active = _check_genes(ks, e, d, r, _PREDICTOR_RESOLUTION_INDEX,
                               f"the accuracy predictor's range {_resolution_text(PREDICTOR_RESOLUTIONS)}")
         n = len(r)
         # One column per set bit; an inactive slot points at a spare column N_FEATURES that is cut off at the end.
@@ -269,8 +270,7 @@ class Note10Latency(_OFAQuery):
     def __init__(self, space: SearchSpace, data_dir: str | None = None, cost_per_query_s: float = 1.0) -> None:
         super().__init__(space, cost_per_query_s)
         self.resolutions = NOTE10_RESOLUTIONS
-        self._row_of_resolution = np.full(max(self.resolutions) + 1, -1, dtype=np.int64)
-        self._row_of_resolution[list(self.resolutions)] = np.arange(len(self.resolutions))
+        self._row_of_resolution = _choice_index(self.resolutions)
         #: fixed layers per resolution (n_res,); block latency per (resolution, slot, kernel, expansion)
         self._fixed = np.zeros(len(self.resolutions))
         self._blocks = np.zeros((len(self.resolutions), N_SLOTS, len(KERNELS), len(EXPANDS)))
@@ -327,7 +327,7 @@ class Note10Latency(_OFAQuery):
     def latency(self, ks: np.ndarray, e: np.ndarray, d: np.ndarray, r: np.ndarray) -> np.ndarray:
         """Note10 latency (ms) of a batch given as gene arrays: float (n,)."""
         ks, e, d, r = (np.asarray(a, dtype=np.int64) for a in (ks, e, d, r))
-        active = _check_genes(ks, e, d, r, self.resolutions,
+        active = _check_genes(ks, e, d, r, self._row_of_resolution,
                               f"the Note10 lookup tables ({_resolution_text(self.resolutions)})")
         rows = self._row_of_resolution[r]
         k = np.where(active, _KERNEL_INDEX[np.clip(ks, 0, len(_KERNEL_INDEX) - 1)], 0)
