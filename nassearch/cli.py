@@ -18,7 +18,7 @@ from typing import Any
 
 from nassearch import __version__
 from nassearch import config as cfg
-from nassearch.errors import DataError, InvalidArchitecture, NassearchError
+from nassearch.errors import DataError, NassearchError, user_message
 from nassearch.threads import limit_threads
 
 EXIT_USER_ERROR = 2
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.add_argument("target", metavar="ARCH_OR_RUN_DIR",
                          help="a search run directory (its best architecture); with the DARTS protocol also a "
                               "published genotype's name (DARTS_V2, ...) or a genotype in DARTS notation; with a "
-                              "recipe also an architecture string of the space named by --space")
+                              "recipe also an architecture string of the space named by --space (darts: also a genotype name)")
     retrain.add_argument("--config", default=None, help="retrain YAML: a recipe (experiments/retrain_*.yaml) or the "
                                                         "DARTS protocol's settings (the default, as in "
                                                         "experiments/darts_retrain.yaml)")
@@ -249,24 +249,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     config = _load_config(args)
     parts = build_components(config, args.data_dir)
-    archs = [_eval_arch(parts.space, text) for text in args.archs]
+    archs = [parts.space.parse(text) for text in args.archs]
     for text, result in zip(args.archs, parts.evaluator.evaluate_batch(archs)):
         print(json.dumps({"arch": text, **result.metrics, "cost_s": result.cost_s}))
     return 0
-
-
-def _eval_arch(space: Any, text: str) -> Any:
-    """``text`` in the space's notation, or in the darts space a published genotype's name, as ``retrain`` takes."""
-    if space.name == "darts" and "(" not in text:
-        from nassearch.spaces.darts_genotypes import known_genotype
-
-        genotype = known_genotype(text)
-        try:
-            space.validate(genotype)
-        except InvalidArchitecture as exc:
-            raise InvalidArchitecture(f"{text}: {exc}") from None
-        return genotype
-    return space.from_str(text)
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -457,7 +443,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def _retrain_recipe(args: argparse.Namespace) -> int:
-    from nassearch.training.recipe_retrain import DEFAULT_DATA_ROOT, resolve_arch_target, retrain_recipe
+    from nassearch.training.imagefolder import DEFAULT_DATA_ROOT
+    from nassearch.training.recipe_retrain import resolve_arch_target, retrain_recipe
     from nassearch.training.recipes import load_recipe
 
     recipe = load_recipe(args.config, args.overrides)
@@ -487,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except NassearchError as exc:
-        print(f"nassearch: error: {exc}", file=sys.stderr)
+        print(f"nassearch: error: {user_message(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except OSError as exc:  # a path the user gave that cannot be read or written
         where = f"{exc.filename}: " if exc.filename else ""

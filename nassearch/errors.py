@@ -31,3 +31,15 @@ class ExecutorError(NassearchError):
 
 class SearchError(NassearchError):
     """A search cannot go on or ended without a result to report."""
+
+
+def user_message(error: NassearchError) -> str:
+    """The one-line message of ``error``, also when a DataLoader worker process raised it: torch re-raises such an
+    error in the main process with "Caught <type> in DataLoader worker ..." and the worker's traceback as its
+    message, whose last line holds the original message."""
+    text = str(error)
+    name = type(error).__name__
+    if not text.startswith(f"Caught {name} in DataLoader worker"):
+        return text
+    last = text.rstrip().splitlines()[-1]
+    return last.split(f"{name}: ", 1)[-1]

@@ -88,6 +88,7 @@ EVALUATORS = Registry("evaluator", "nassearch.evaluators", {
     "nb101_tabular": "nassearch.evaluators.tabular:NasBench101Tabular",
     "nb201_tabular": "nassearch.evaluators.tabular:NasBench201Tabular",
     "train": "nassearch.evaluators.training:TrainingEvaluator",
+    "imagenet_train": "nassearch.evaluators.imagefolder_training:ImageFolderTraining",
     "nb301_surrogate": "nassearch.evaluators.surrogate:NasBench301Surrogate",
     "ofa_accuracy": "nassearch.evaluators.ofa:OFAAccuracy",
     "note10_latency": "nassearch.evaluators.ofa:Note10Latency",

@@ -71,6 +71,11 @@ class SearchSpace(ABC):
     def from_str(self, text: str) -> Arch:
         """Parse ``to_str`` output; raise InvalidArchitecture naming what is wrong."""
 
+    def parse(self, text: str) -> Arch:
+        """An architecture as a user writes one on the command line: ``from_str``'s notation, or a name the space
+        publishes (the darts space: DARTS_V2, ...)."""
+        return self.from_str(text)
+
     def key(self, arch: Arch) -> str:
         """Identity of the architecture (equal for isomorphic cells); defaults to ``to_str``."""
         return self.to_str(arch)

@@ -345,6 +345,19 @@ class DartsSpace(SearchSpace):
         self.validate(arch)
         return arch
 
+    def parse(self, text: str) -> Genotype:
+        """A ``Genotype(...)`` string or a published genotype's name (``DARTS_V2``, ...; ``darts_genotypes``)."""
+        if "(" in text:
+            return self.from_str(text)
+        from nassearch.spaces.darts_genotypes import known_genotype  # it imports this module
+
+        genotype = known_genotype(text)
+        try:
+            self.validate(genotype)
+        except InvalidArchitecture as exc:
+            raise InvalidArchitecture(f"{text}: {exc}") from None
+        return genotype
+
     def build_model(self, arch: Genotype, num_classes: int | None = None, init_channels: int | None = None,
                     layers: int | None = None, auxiliary: bool | None = None,
                     drop_path_prob: float = 0.0) -> NetworkCIFAR:

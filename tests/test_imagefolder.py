@@ -220,6 +220,14 @@ def test_training_transforms_augment_and_autoaugment_uses_the_imagenet_policy():
         imagenet_transforms(True, size=0)
 
 
+def test_crop_scale_and_hflip_shape_the_training_crop():
+    crop, *rest = imagenet_transforms(True, size=16, crop_scale=0.5, hflip=False).transforms
+    assert crop.scale == (0.5, 1.0) and [type(step).__name__ for step in rest] == ["ToTensor", "Normalize"]
+    assert imagenet_transforms(True, size=16).transforms[0].scale == (0.08, 1.0)  # Inception's, torchvision's default
+    with pytest.raises(ConfigError, match=r"crop_scale: must lie in \(0, 1\], got 1.5"):
+        imagenet_transforms(True, crop_scale=1.5)
+
+
 # ---------------------------------------------------------------------------------------------
 # Loaders
 

@@ -203,6 +203,21 @@ def test_gcn_two_stage_ranks_rejected_architectures_last(synthetic):
     assert scores[~accepted].max() < scores[accepted].min()
 
 
+def test_gcn_head_takes_the_imagenet_predictors_two_hidden_layers(synthetic):
+    train_graphs, train_y, test_graphs, _ = synthetic
+    predictor = GCNPredictor(seed=0, width=16, layers=18, hidden=[512, 128], epochs=2).fit(train_graphs[:30],
+                                                                                          train_y[:30])
+    network = predictor.make_network(predictor.featurize(test_graphs[:2]))
+    assert len(network.convs) == 18 and network.convs[-1].forward_weight.out_features == 16
+    sizes = [(layer.in_features, layer.out_features) for layer in network.head if isinstance(layer, torch.nn.Linear)]
+    assert sizes == [(16, 512), (512, 128), (128, 1)]
+    assert np.all(np.isfinite(predictor.predict(test_graphs[:5])))
+    with pytest.raises(ValueError, match=r"hidden\[1\] must be >= 1, got 0"):
+        GCNPredictor(hidden=[64, 0])
+    with pytest.raises(ValueError, match="hidden must name at least one layer size"):
+        GCNPredictor(hidden=[])
+
+
 def test_softmax_last_matches_torch():
     scores = torch.randn(5, 4, 8, 8)
     torch.testing.assert_close(softmax_last(scores), scores.softmax(dim=-1))

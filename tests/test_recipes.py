@@ -180,6 +180,9 @@ def test_the_lr_follows_an_overridden_global_batch_unless_scale_lr_is_false():
     ({"momentum": 0.0, "nesterov": True}, r"^nesterov: needs optimizer sgd with momentum > 0"),
     ({"grad_clip": 0}, r"^grad_clip: must be > 0, got 0.0$"),
     ({"seed": -1}, r"^seed: must be >= 0, got -1$"),
+    ({"holdout_seed": -2}, r"^holdout_seed: must be >= 0, got -2$"),
+    ({"crop_scale": 0}, r"^crop_scale: must lie in \(0, 1\], got 0.0$"),
+    ({"hflip": "no"}, r"^hflip: expected bool, got str 'no'$"),
 ])
 def test_a_bad_recipe_value_gets_one_clear_config_error(change, message):
     with pytest.raises(ConfigError, match=message) as error:

@@ -2,7 +2,8 @@
 
 Three bidirectional graph-convolution layers of width D (each averages a convolution along the edges
 and one against them, with self loops and row-normalised adjacency), the node embeddings of the last
-layer mean-pooled over the graph's real nodes, a fully connected layer of 128 with dropout, and the
+layer mean-pooled over the graph's real nodes, fully connected layers (``hidden``: 128 for NAS-Bench-101;
+the ImageNet predictor of 003 §3.2 has 512 and 128, with 18 graph layers of width 96) with dropout, and the
 output. Training (003 §3.1): Adam, weight decay 1e-3, cosine decay to 0, 300 epochs, batch 10,
 learning rate 1e-4 for the regressor and 2e-4 for the classifier of the optional two-stage mode.
 Two-stage mode: a classifier (trained on 0/1 labels with the squared error) learns which architectures lie above the ``classifier_quantile`` of the
@@ -48,13 +49,17 @@ def normalised_adjacencies(adjacency: torch.Tensor, mask: torch.Tensor) -> tuple
 
 
 class GCNNetwork(nn.Module):
-    """Stacked bidirectional graph convolutions, masked mean pooling, FC 128, output."""
+    """Stacked bidirectional graph convolutions, masked mean pooling, fully connected layers of the ``hidden``
+    sizes (each with ReLU and dropout), output."""
 
-    def __init__(self, vocab: int, width: int, layers: int, hidden: int, dropout: float) -> None:
+    def __init__(self, vocab: int, width: int, layers: int, hidden: Sequence[int], dropout: float) -> None:
         super().__init__()
         dims = [vocab] + [width] * layers
         self.convs = nn.ModuleList(BidirectionalGraphConv(a, b) for a, b in zip(dims[:-1], dims[1:]))
-        self.head = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+        head: list[nn.Module] = []
+        for size_in, size_out in zip([width, *hidden], hidden):
+            head += [nn.Linear(size_in, size_out), nn.ReLU(), nn.Dropout(dropout)]
+        self.head = nn.Sequential(*head, nn.Linear(hidden[-1], 1))
 
     def forward(self, one_hot: torch.Tensor, adjacency: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         incoming, outgoing = normalised_adjacencies(adjacency, mask)
@@ -70,16 +75,20 @@ class GCNPredictor(NeuralPredictor):
 
     name = "gcn"
 
-    def __init__(self, seed: int = 0, width: int = 144, layers: int = 3, hidden: int = 128, dropout: float = 0.1,
+    def __init__(self, seed: int = 0, width: int = 144, layers: int = 3, hidden: int | list[int] = 128,
+                 dropout: float = 0.1,
                  epochs: int = 300, batch_size: int = 10, lr: float = 1e-4, weight_decay: float = 1e-3,
                  loss: Literal["mse", "ranking", "mse+ranking"] = "mse", two_stage: bool = False, classifier_lr: float = 2e-4,
                  classifier_quantile: float = 0.5, device: str = "auto") -> None:
         super().__init__(seed, TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                              loss=loss, device=device))
-        check_network(dropout, width=width, layers=layers, hidden=hidden)
+        sizes = [hidden] if isinstance(hidden, int) else list(hidden)
+        if not sizes:
+            raise ValueError("hidden must name at least one layer size, e.g. 128 or [512, 128]")
+        check_network(dropout, width=width, layers=layers, **{f"hidden[{i}]": size for i, size in enumerate(sizes)})
         if not 0 < classifier_quantile < 1:
             raise ValueError(f"classifier_quantile must lie in (0, 1), got {classifier_quantile}")
-        self.width, self.layers, self.hidden, self.dropout = width, layers, hidden, dropout
+        self.width, self.layers, self.hidden, self.dropout = width, layers, sizes, dropout
         self.two_stage, self.classifier_quantile = two_stage, classifier_quantile
         self.classifier_settings = TrainSettings(epochs=epochs, batch_size=batch_size, lr=classifier_lr,
                                                  weight_decay=weight_decay, device=device)

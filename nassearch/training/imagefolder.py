@@ -49,6 +49,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGENET_TRAIN_IMAGES = 1_281_167
 #: Training images held out for search-time validation in the Neural Predictor's ImageNet protocol.
 NEURAL_PREDICTOR_HOLDOUT = 50_046
+#: Where ImageFolder training looks for its dataset unless told otherwise.
+DEFAULT_DATA_ROOT = "data/imagenet"
 #: Resize-then-crop ratio of evaluation: resize to ``int(size / EVAL_CROP_FRACTION)``, centre-crop ``size``.
 EVAL_CROP_FRACTION = 0.875
 
@@ -136,9 +138,11 @@ def holdout_split(n_images: int, holdout: int, seed: int) -> tuple[np.ndarray, n
     return np.sort(order[holdout:]), np.sort(order[:holdout])
 
 
-def imagenet_transforms(train: bool, size: int = 224, autoaugment: bool = False) -> Callable:
-    """ResNet preprocessing of PIL images: for training RandomResizedCrop(``size``), horizontal flip and, with
-    ``autoaugment``, AutoAugment's ImageNet policy; for evaluation resize the short side to
+def imagenet_transforms(train: bool, size: int = 224, autoaugment: bool = False, crop_scale: float = 0.08,
+                        hflip: bool = True) -> Callable:
+    """ResNet preprocessing of PIL images: for training RandomResizedCrop(``size``) of ``crop_scale`` to all of the
+    image's area, a random horizontal flip (``hflip``) and, with ``autoaugment``, AutoAugment's ImageNet policy;
+    for evaluation resize the short side to
     ``int(size / 0.875)`` and centre-crop ``size``; then ImageNet mean/std normalisation."""
     if size < 1:
         raise ConfigError(f"image size: must be >= 1 pixel, got {size}")
@@ -148,7 +152,11 @@ def imagenet_transforms(train: bool, size: int = 224, autoaugment: bool = False)
     if not train:
         return transforms.Compose([transforms.Resize(int(size / EVAL_CROP_FRACTION)), transforms.CenterCrop(size),
                                    *normalise])
-    augment = [transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip()]
+    if not 0 < crop_scale <= 1:
+        raise ConfigError(f"crop_scale: must lie in (0, 1], got {crop_scale}")
+    augment = [transforms.RandomResizedCrop(size, scale=(crop_scale, 1.0))]
+    if hflip:
+        augment.append(transforms.RandomHorizontalFlip())
     if autoaugment:
         augment.append(transforms.AutoAugment(transforms.AutoAugmentPolicy.IMAGENET))
     return transforms.Compose([*augment, *normalise])

@@ -81,6 +81,8 @@ class Recipe:
     grad_clip: float | None = None  # max L2 norm of all gradients together; None: no clipping
     autoaugment: bool = False  # AutoAugment's ImageNet policy on training images
     image_size: int = 224  # RandomResizedCrop for training; resize to size / 0.875 and centre-crop for evaluation
+    crop_scale: float = 0.08  # RandomResizedCrop's smallest crop, as a fraction of the image's area (Inception's)
+    hflip: bool = True  # random horizontal flips of training images
     dropout: float = 0.0  # before the classifier
     bn_eps: float | None = None  # None: the network's own
     bn_momentum_tf: float | None = None  # None: the network's own
@@ -89,7 +91,8 @@ class Recipe:
     amp: bool = True  # float16 autocast with gradient scaling, on CUDA only
     channels_last: bool = False
     holdout: int = 0  # training images held out for validation (Neural Predictor: 50,046); 0 trains on all
-    seed: int = 0
+    holdout_seed: int = 0  # draws the hold-out: keep it fixed so every run validates on the same images
+    seed: int = 0  # weights, data order, augmentation, dropout
     num_workers: int = 8
     model: dict[str, Any] = field(default_factory=dict)  # keywords of the space's build_model, e.g. widths
 
@@ -109,6 +112,8 @@ class Recipe:
                            "bn_momentum_tf": self.bn_momentum_tf}.items():
             if value is not None and not 0 <= value < 1:
                 raise ConfigError(f"{key}: must lie in [0, 1), got {value}")
+        if not 0 < self.crop_scale <= 1:
+            raise ConfigError(f"crop_scale: must lie in (0, 1], got {self.crop_scale}")
         if not 0 <= self.warmup_epochs < self.epochs:
             raise ConfigError(f"warmup_epochs: must lie in [0, epochs={self.epochs}), got {self.warmup_epochs}")
         rmsprop = {"rmsprop_decay": self.rmsprop_decay, "rmsprop_eps": self.rmsprop_eps}
@@ -135,7 +140,7 @@ class Recipe:
             if raw.get(key) is None:
                 raise ConfigError(f"{key}: missing; a recipe states {', '.join(REQUIRED)}")
         hints = typing.get_type_hints(cls)
-        return cls(**{key: check_seed(value) if key == "seed" else typed(key, value, hints[key])
+        return cls(**{key: check_seed(value, key) if key in ("seed", "holdout_seed") else typed(key, value, hints[key])
                       for key, value in raw.items()})
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,12 +161,14 @@ class Recipe:
         return None if self.bn_momentum_tf is None else 1.0 - self.bn_momentum_tf
 
 
-def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """The recipe of a YAML file with ``key=value`` overrides; the file's ``lr`` stays tied to the file's
-    ``batch_size`` (see the module docstring)."""
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
+                settings: dict[str, Any] | None = None) -> Recipe:
+    """The recipe of a YAML file with ``settings`` (a mapping of recipe keys) and then ``key=value`` ``overrides``
+    applied; the file's ``lr`` stays tied to the file's ``batch_size`` (see the module docstring)."""
     raw = cfg.read_yaml(path, "recipe")
     if isinstance(raw, dict):
         raw.setdefault("lr_batch_size", raw.get("batch_size"))
+        raw.update(settings or {})
         for override in overrides:
             cfg.apply_override(raw, override)
     recipe = Recipe.from_raw(raw, f"recipe {path}")
@@ -243,7 +250,8 @@ def build_loss(recipe: Recipe) -> nn.CrossEntropyLoss:
 
 def build_transforms(recipe: Recipe, train: bool) -> Callable:
     """ImageNet preprocessing at ``recipe.image_size``, with AutoAugment on training images when the recipe says so."""
-    return imagenet_transforms(train, recipe.image_size, autoaugment=recipe.autoaugment and train)
+    return imagenet_transforms(train, recipe.image_size, autoaugment=recipe.autoaugment and train,
+                               crop_scale=recipe.crop_scale, hflip=recipe.hflip)
 
 
 def conv_fans(conv: nn.Module) -> tuple[int, int]:
