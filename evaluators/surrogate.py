@@ -33,7 +33,8 @@ from nassearch.evaluators.base import Evaluator, Result
 from nassearch.data.tables import TABLES, fix_hint, load_json, table_path
 from nassearch.errors import DataError
 from nassearch.threads import thread_limit
-from nassearch.spaces.darts import CELLS, SEARCH_OPS, DartsSpace, Genotype
+from nassearch.spaces.darts import SEARCH_OPS, DartsSpace
+from nassearch.spaces.darts_notation import CELLS, Genotype
 
 log = logging.getLogger(__name__)
 

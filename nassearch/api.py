@@ -65,12 +65,13 @@ class SearchResult:
 class SeedRun:
     """One seed's trials in ask order, the index where its search phase starts (``search_start``), and the
     seconds its searcher spent in ask / tell (``searcher_s``, summed over resumptions) and in its named
-    phases (``timings``)."""
+    phases (``timings``), and the seconds the whole seed took (``seed_wall_s``, summed over resumptions)."""
 
     trials: list[Trial]
     search_start: int
     searcher_s: float
     timings: dict[str, float]
+    seed_wall_s: float = 0.0
 
     @property
     def search_trials(self) -> list[Trial]:
@@ -114,6 +115,7 @@ def search(space: Component, evaluator: Component, searcher: Component, *,
     if not trials:
         raise RunDirError("the search made no trials")
     summary = {**summarize_run(trials, objectives[0], None, None, objectives), "searcher_s": run.searcher_s,
+               "seed_wall_s": run.seed_wall_s,
                **run.timings}
     return SearchResult(trials, run.trials, best_trial(trials, objectives[0], objectives), summary,
                         None if storage is None else Path(storage))
@@ -246,6 +248,8 @@ def search_seed(space: SearchSpace, evaluator: Evaluator, executor: Executor, ma
         trials = stored.trials if stored is not None else {}
         history = stored.history if stored is not None else []
         searcher_s = float(stored.meta.get("searcher_seconds", 0.0)) if stored is not None else 0.0
+        earlier_wall_s = float(stored.meta.get("seed_seconds", 0.0)) if stored is not None else 0.0
+        loop_start = time.perf_counter()
         spending = Spending(budget, history)
         bar = tqdm(total=spending.total, initial=spending.progress, desc=progress, file=sys.stderr,
                    disable=progress is None, leave=False, dynamic_ncols=True)
@@ -266,10 +270,12 @@ def search_seed(space: SearchSpace, evaluator: Evaluator, executor: Executor, ma
             spending.add(batch_trials)
             store.save_checkpoint(len(history), searcher.state_dict())
             store.set_meta("searcher_seconds", searcher_s)
+            store.set_meta("seed_seconds", earlier_wall_s + time.perf_counter() - loop_start)
             bar.update(spending.progress - bar.n)
         bar.close()
         store.check_present()
-    return SeedRun(history, searcher.search_start, searcher_s, searcher.timings())
+    return SeedRun(history, searcher.search_start, searcher_s, searcher.timings(),
+                   earlier_wall_s + time.perf_counter() - loop_start)
 
 
 def _restore(make_searcher: Callable[[], Searcher], space: SearchSpace, batch_size: int, directory: Path | None,

@@ -74,7 +74,7 @@ def summarize_run(trials: Sequence[Trial], objective: Objective, report_metric: 
 #: Per-seed summary fields of multi-objective runs that ``aggregate`` averages over seeds.
 PARETO_FIELDS = ("hypervolume", "hypervolume_ratio")
 #: Per-seed seconds spent by the searcher itself (ask / tell, and a predictor's fitting), averaged too.
-TIMING_FIELDS = ("searcher_s", "predictor_fit_s")
+TIMING_FIELDS = ("searcher_s", "predictor_fit_s", "fit_s_per_round", "seed_wall_s")
 
 
 def pareto_summary(trials: Sequence[Trial], objectives: Sequence[Objective], reference: Sequence[float],

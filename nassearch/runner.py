@@ -234,7 +234,8 @@ def _search(config: cfg.RunConfig, parts: Components, repeats: int, run_dir: Pat
         seed_run = run_seed(config, parts, seed, directory, progress=config.output.progress, repair=repair)
         all_trials[seed] = trials = seed_run.search_trials
         summaries[seed] = {**summarize_run(trials, objective, report_metric, reference, config.objectives),
-                           "searcher_s": seed_run.searcher_s, **seed_run.timings}
+                           "searcher_s": seed_run.searcher_s, "seed_wall_s": seed_run.seed_wall_s,
+                           **seed_run.timings}
     multi_objective = len(config.objectives) > 1
     if multi_objective:
         fronts = {seed: pareto_front(trials, config.objectives)[1] for seed, trials in all_trials.items()}

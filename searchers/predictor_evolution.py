@@ -10,10 +10,22 @@ settings (100 evaluations, 10 initial, 10 per round) that is 9 rounds of predict
 
 Any predictor of the registry works; the searcher fits it afresh each round (predictors re-initialise
 from their own seed on ``fit``), so a resumed search refits to the same model and proposes the same pool.
+
+Exploration beyond the seeds' protocol (whose settings are the defaults):
+
+- ``ensemble: K`` fits K copies of the predictor, each on a bootstrap resample of the evaluated architectures,
+  and ``acquisition`` (:mod:`nassearch.searchers.acquisition`: ``mean``, ``ucb``, ``ei``, ``its``) turns their
+  predictions into the scores the pool is ranked by (BANANAS' ensemble + independent Thompson sampling).
+- ``mutation_edits`` lists how many mutations make a child (cycled over the children: ``[1, 2, 3]`` gives
+  children at one, two and three edits from their parent), and ``random_fraction`` of the pool are fresh
+  uniform samples, so a search whose early best is a local optimum can still leave it.
+
+The seconds spent fitting are reported per seed (``predictor_fit_s``, and ``fit_s_per_round``).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Sequence
@@ -23,6 +35,7 @@ import numpy as np
 
 from nassearch.graph import ArchGraph
 from nassearch.predictors.base import Predictor
+from nassearch.searchers.acquisition import ACQUISITIONS, Acquisition, acquisition_scores
 from nassearch.searchers.base import HistorySearcher
 from nassearch.trial import Trial
 from nassearch.spaces.base import Arch
@@ -39,7 +52,9 @@ class PredictorGuidedEvolution(HistorySearcher):
     name = "predictor_evolution"
 
     def __init__(self, space, objectives, seed: int, predictor: Predictor | None = None, initial_samples: int = 10,
-                 num_parents: int = 10, pool_size: int = 100, evaluations_per_round: int = 10) -> None:
+                 num_parents: int = 10, pool_size: int = 100, evaluations_per_round: int = 10, ensemble: int = 1,
+                 acquisition: Acquisition = "mean", ucb_kappa: float = 1.0, mutation_edits: list[int] | None = None,
+                 random_fraction: float = 0.0) -> None:
         super().__init__(space, objectives, seed)
         if predictor is None:
             raise ValueError("needs a predictor: add a `predictor:` section to the config, e.g. predictor: "
@@ -51,7 +66,20 @@ class PredictorGuidedEvolution(HistorySearcher):
         if pool_size < max(num_parents, evaluations_per_round):
             raise ValueError(f"pool_size ({pool_size}) must be >= num_parents ({num_parents}) and "
                              f">= evaluations_per_round ({evaluations_per_round})")
+        edits = [1] if mutation_edits is None else list(mutation_edits)
+        if ensemble < 1 or not edits or min(edits) < 1:
+            raise ValueError("ensemble must be >= 1 and mutation_edits a non-empty list of counts >= 1")
+        if acquisition not in ACQUISITIONS:
+            raise ValueError(f"acquisition must be one of {', '.join(ACQUISITIONS)}, got {acquisition!r}")
+        if acquisition != "mean" and ensemble < 2:
+            raise ValueError(f"acquisition {acquisition} needs the spread of an ensemble: set ensemble >= 2")
+        if not 0 <= random_fraction <= 1 or ucb_kappa < 0:
+            raise ValueError("random_fraction must lie in [0, 1] and ucb_kappa be >= 0")
         self.predictor = predictor
+        self.members = [predictor] + [copy.deepcopy(predictor) for _ in range(ensemble - 1)]
+        self.acquisition, self.ucb_kappa = acquisition, ucb_kappa
+        self.mutation_edits, self.random_fraction = edits, random_fraction
+        self.fit_s = 0.0
         self.initial_samples = initial_samples
         self.num_parents = num_parents
         self.pool_size = pool_size
@@ -87,42 +115,71 @@ class PredictorGuidedEvolution(HistorySearcher):
         self.scores.extend(f for _, f in self.evaluated[len(self.scores):])
 
     def _round(self) -> list[Arch]:
-        """One round: fit, build the mutation pool, return the predicted best (best first)."""
+        """One round: fit, build the pool, return the candidates the acquisition scores best (best first)."""
         fitness = np.asarray(self.scores)
         finite = np.flatnonzero(np.isfinite(fitness))
         if len(finite) < 2:
             raise RuntimeError("predictor_evolution needs at least 2 successful evaluations before its first round")
         start = time.perf_counter()
-        graphs = self.graphs if len(finite) == len(fitness) else [self.graphs[i] for i in finite]
-        self.predictor.fit(list(graphs), fitness[finite])
+        self._fit(finite, fitness)
         fitted = time.perf_counter() - start
+        self.fit_s += fitted
         pool = self._pool(fitness, finite)
         if not pool:
             pool = [self._new_sample()]
-        predicted = self.predictor.predict([self.space.encode(a) for a in pool])
-        order = np.argsort(-predicted, kind="stable")[: self.evaluations_per_round]
+        graphs = [self.space.encode(a) for a in pool]
+        predictions = np.stack([member.predict(graphs) for member in self.members])
+        scores = acquisition_scores(self.acquisition, predictions, fitness[finite].max(), self.rng, self.ucb_kappa)
+        order = np.argsort(-scores, kind="stable")[: self.evaluations_per_round]
         self.rounds += 1
-        log.info("round %d: fit on %d architectures in %.1f s, pool %d, predicted best %.4g",
-                 self.rounds, len(finite), fitted, len(pool), predicted[order[0]])
+        log.info("round %d: fit %d predictor(s) on %d architectures in %.2f s, pool %d, best score %.4g",
+                 self.rounds, len(self.members), len(finite), fitted, len(pool), scores[order[0]])
         chosen = [pool[i] for i in order]
         self.seen.update(self.space.key(a) for a in chosen)
         return chosen
 
-    def _pool(self, fitness: np.ndarray, finite: np.ndarray) -> list[Arch]:
-        """The round's candidates: mutations of the ``num_parents`` best evaluated architectures."""
-        best = finite[np.argsort(-fitness[finite], kind="stable")[: self.num_parents]]  # earliest first on ties
-        return self._mutation_pool([self.evaluated[i][0] for i in best])
+    def _fit(self, finite: np.ndarray, fitness: np.ndarray) -> None:
+        """Fit the predictor on every successful evaluation; an ensemble's members each on a bootstrap resample."""
+        if len(self.members) == 1:
+            graphs = self.graphs if len(finite) == len(fitness) else [self.graphs[i] for i in finite]
+            self.predictor.fit(list(graphs), fitness[finite])
+            return
+        for member in self.members:
+            sample = self.rng.choice(finite, size=len(finite), replace=True)
+            member.fit([self.graphs[i] for i in sample], fitness[sample])
 
-    def _mutation_pool(self, parents: Sequence[Arch]) -> list[Arch]:
-        per_parent = -(-self.pool_size // len(parents))
+    def _pool(self, fitness: np.ndarray, finite: np.ndarray) -> list[Arch]:
+        """The round's candidates: mutations of the ``num_parents`` best evaluated architectures, and
+        ``random_fraction`` of the pool as fresh uniform samples."""
+        fresh = round(self.random_fraction * self.pool_size)
+        best = finite[np.argsort(-fitness[finite], kind="stable")[: self.num_parents]]  # earliest first on ties
+        pool = self._mutation_pool([self.evaluated[i][0] for i in best], self.pool_size - fresh) if fresh < \
+            self.pool_size else []
+        keys = {self.space.key(a) for a in pool}
+        for _ in range(MAX_DRAWS * fresh):
+            if len(pool) == self.pool_size:
+                break
+            arch = self.space.sample(self.rng)
+            key = self.space.key(arch)
+            if key not in self.seen and key not in keys:
+                keys.add(key)
+                pool.append(arch)
+        return pool
+
+    def _mutation_pool(self, parents: Sequence[Arch], size: int) -> list[Arch]:
+        """Up to ``size`` distinct new children, as many of each parent, each ``mutation_edits[i]`` mutations
+        away from it (the counts cycled over a parent's children)."""
+        per_parent = -(-size // len(parents))
         pool: list[Arch] = []
         keys: set[str] = set()
         for parent in parents:
             children = 0
-            for _ in range(MAX_DRAWS * per_parent):
-                if children == per_parent or len(pool) == self.pool_size:
+            for draw in range(MAX_DRAWS * per_parent):
+                if children == per_parent or len(pool) == size:
                     break
-                child = self.space.mutate(parent, self.rng)
+                child = parent
+                for _ in range(self.mutation_edits[draw % len(self.mutation_edits)]):
+                    child = self.space.mutate(child, self.rng)
                 key = self.space.key(child)
                 if key not in self.seen and key not in keys:
                     keys.add(key)
@@ -130,8 +187,12 @@ class PredictorGuidedEvolution(HistorySearcher):
                     children += 1
         return pool
 
+    def timings(self) -> dict[str, float]:
+        return {"predictor_fit_s": self.fit_s, "fit_s_per_round": self.fit_s / max(self.rounds, 1)}
+
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "random_asked": self.random_asked, "rounds": self.rounds}
+        return {**super().state_dict(), "random_asked": self.random_asked, "rounds": self.rounds,
+                "fit_s": self.fit_s}
 
     def load_state_dict(self, state: dict[str, Any], history: Sequence[Trial]) -> None:
         super().load_state_dict(state, history)
@@ -139,3 +200,4 @@ class PredictorGuidedEvolution(HistorySearcher):
         self.scores = [f for _, f in self.evaluated]
         self.random_asked = int(state["random_asked"])
         self.rounds = int(state["rounds"])
+        self.fit_s = float(state.get("fit_s", 0.0))

@@ -4,14 +4,15 @@ The cells are those of the DARTS code release (``cnn/genotypes.py``: NASNet-A, A
 first-order and DARTS_V2 from second-order search, both repeated in PC-DARTS' ``genotypes.py``) and of the
 PC-DARTS release (``PC_DARTS_cifar``, searched on CIFAR-10). NASNet-A and
 AmoebaNet-A have five intermediate nodes and operations outside the DARTS primitives, so they parse as
-genotypes but lie outside :class:`nassearch.spaces.darts.DartsSpace`.
+genotypes but lie outside :class:`nassearch.spaces.darts.DartsSpace`. (This module imports the notation only, so
+the space can take these names: ``DartsSpace.parse("DARTS_V2")``.)
 """
 
 from __future__ import annotations
 
 from nassearch.validation import shown
 from nassearch.errors import InvalidArchitecture
-from nassearch.spaces.darts import Genotype, parse_genotype
+from nassearch.spaces.darts_notation import Genotype, parse_genotype
 
 KNOWN_GENOTYPES: dict[str, Genotype] = {
     name: parse_genotype(text) for name, text in {

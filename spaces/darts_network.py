@@ -20,7 +20,7 @@ from torch import nn
 from nassearch.spaces.layers import ReLUConvBN
 
 if TYPE_CHECKING:
-    from nassearch.spaces.darts import Genotype
+    from nassearch.spaces.darts_notation import Genotype
 
 
 class DilConv(nn.Sequential):

@@ -121,7 +121,7 @@ def test_spaces_list_and_verify_nasbench201(data_dir, capsys):
 @pytest.mark.slow
 def test_darts_search_prints_the_retrain_command_of_its_best_cell(data_dir, capsys, tmp_path):
     from nassearch.training.retrain import resolve_target
-    from nassearch.spaces.darts import format_genotype
+    from nassearch.spaces.darts_notation import format_genotype
 
     config = tmp_path / "darts.yaml"
     config.write_text(yaml.safe_dump({

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from nassearch.spaces.darts import Genotype
+from nassearch.spaces.darts_notation import Genotype
 from nassearch.spaces.darts_genotypes import KNOWN_GENOTYPES, PUBLISHED_PARAMS_M
 from nassearch.spaces.darts_network import (OPERATIONS, AuxiliaryHeadCIFAR, Cell, FactorizedReduce, NetworkCIFAR, SepConv,
                                   Zero, drop_path)

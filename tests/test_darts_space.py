@@ -8,8 +8,8 @@ import torch
 
 from nassearch.errors import InvalidArchitecture
 from nassearch.registry import SPACES
-from nassearch.spaces.darts import (GRAPH_VOCAB, PRIMITIVES, SEARCH_OPS, DartsSpace, Genotype, format_genotype,
-                          parse_genotype)
+from nassearch.spaces.darts import GRAPH_VOCAB, PRIMITIVES, SEARCH_OPS, DartsSpace
+from nassearch.spaces.darts_notation import Genotype, format_genotype, parse_genotype
 from nassearch.spaces.darts_genotypes import KNOWN_GENOTYPES, known_genotype
 
 DARTS_V2 = KNOWN_GENOTYPES["DARTS_V2"]

@@ -3,7 +3,10 @@ dataset, validated on held-out training images; deterministic; built from config
 
 import json
 import math
+import os
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -119,7 +122,11 @@ def test_the_shipped_neural_predictor_search_runs_on_a_small_imagefolder(data, t
     err = one_line_error(capsys, [*args, "--set", "evaluator.settings={epochs: 0}", "--overwrite"])
     assert "epochs: must be > 0, got 0" in err
     ray_executor = "executor={name: ray, num_cpus: 2, num_cpus_per_trial: 1, num_gpus_per_trial: 0}"
-    assert main([*args, "--set", "name=np_ray", "--set", ray_executor]) == 0
+    # in a fresh process, as a user runs it: a local Ray instance must be started before anything imports ray
+    command = [sys.executable, "-m", "nassearch", *args, "--set", "name=np_ray", "--set", ray_executor]
+    done = subprocess.run(command, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
     trials = [_trials(run / "seed-0" / "trials.sqlite") for run in (serial, tmp_path / "runs" / "np_ray")]
     assert len(trials[0]) == 4 and trials[0] == trials[1]
 

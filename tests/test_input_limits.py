@@ -11,7 +11,8 @@ from nassearch import config as cfg
 from nassearch.validation import MAX_EVALUATIONS, MAX_SEED, MAX_SETTING, MAX_YAML_BYTES, MAX_YAML_DEPTH
 from nassearch.cli import main
 from nassearch.errors import ConfigError, InvalidArchitecture
-from nassearch.spaces.darts import DartsSpace, format_genotype
+from nassearch.spaces.darts import DartsSpace
+from nassearch.spaces.darts_notation import format_genotype
 from nassearch.spaces.darts_genotypes import KNOWN_GENOTYPES
 from nassearch.spaces.nasbench101 import NasBench101Space
 from nassearch.spaces.nasbench201 import NasBench201Space

@@ -72,7 +72,60 @@ def test_state_round_trips_mid_round(nb201_space, make_trial):
                                                                                   batch=2)
 
 
+class NoisyOracle(OracleOfFitness):
+    """The oracle plus noise that depends on the training set, so ensemble members (bootstrap resamples) differ."""
+
+    def fit(self, graphs, y, val=None):
+        super().fit(graphs, y, val)
+        self.offset = float(np.mean(y))
+        return self
+
+    def predict(self, graphs):
+        return super().predict(graphs) + self.offset
+
+
+def test_mixed_pools_hold_children_at_every_edit_distance_and_fresh_samples(nb201_space, make_trial, hamming):
+    searcher = make_searcher(nb201_space, seed=5, initial_samples=20, num_parents=5, pool_size=60,
+                             mutation_edits=[1, 2, 3], random_fraction=0.25)
+    ask_and_tell(searcher, make_trial, steps=1, batch=20)
+    fitness = np.asarray(searcher.scores)
+    parents = [searcher.evaluated[i][0] for i in np.argsort(-fitness, kind="stable")[:5]]
+    pool = searcher._pool(fitness, np.arange(20))
+    assert len(pool) == 60 and len({nb201_space.key(a) for a in pool}) == 60
+    mutants, fresh = pool[:45], pool[45:]
+    distances = [hamming(child, parents[i // 9]) for i, child in enumerate(mutants)]
+    assert {1, 2, 3} <= set(distances) and max(distances) <= 3  # each child within its edit count of its parent
+    assert not any(nb201_space.key(a) in searcher.seen for a in pool)
+    assert np.mean([min(hamming(a, p) for p in parents) for a in fresh]) > 2  # uniform samples, not neighbours
+
+
+def test_an_ensemble_fits_every_member_on_a_bootstrap_and_its_acquisition_ranks(nb201_space, make_trial):
+    oracle = NoisyOracle()
+    searcher = make_searcher(nb201_space, seed=6, predictor=oracle, initial_samples=10, ensemble=4,
+                             acquisition="ucb", ucb_kappa=2.0)
+    ask_and_tell(searcher, make_trial, steps=3, batch=10)
+    assert len(searcher.members) == 4 and all(m is not oracle for m in searcher.members[1:])
+    assert [m.fits for m in searcher.members] == [[10, 20]] * 4  # every member refitted each round
+    assert len({m.offset for m in searcher.members}) > 1  # on different resamples
+    timings = searcher.timings()
+    assert timings["predictor_fit_s"] > 0 and timings["fit_s_per_round"] == timings["predictor_fit_s"] / 2
+    original = make_searcher(nb201_space, seed=6, predictor=NoisyOracle(), initial_samples=10, ensemble=3,
+                             acquisition="its", mutation_edits=[1, 2], random_fraction=0.1)
+    before = ask_and_tell(original, make_trial, steps=15, batch=1)
+    restored = make_searcher(nb201_space, seed=0, predictor=NoisyOracle(), initial_samples=10, ensemble=3,
+                             acquisition="its", mutation_edits=[1, 2], random_fraction=0.1)
+    restored.load_state_dict(json.loads(json.dumps(original.state_dict())), history_of(before, make_trial))
+    assert ask_and_tell(restored, make_trial, steps=12, batch=3) == ask_and_tell(original, make_trial, steps=12,
+                                                                                  batch=3)
+
+
 def test_settings_are_checked(nb201_space):
+    with pytest.raises(ValueError, match="acquisition ucb needs the spread of an ensemble"):
+        make_searcher(nb201_space, acquisition="ucb")
+    with pytest.raises(ValueError, match="mutation_edits a non-empty list"):
+        make_searcher(nb201_space, mutation_edits=[0])
+    with pytest.raises(ValueError, match="random_fraction must lie in"):
+        make_searcher(nb201_space, random_fraction=1.5)
     with pytest.raises(ValueError, match="needs a predictor"):
         PredictorGuidedEvolution(nb201_space, OBJECTIVES, 0, predictor=None)
     with pytest.raises(ValueError, match="pool_size"):

@@ -19,7 +19,7 @@ from nassearch.training.datasets import write_synthetic_cifar10
 from nassearch.training.retrain import RetrainConfig, load_retrain_config, resolve_target
 from nassearch.training.loops import classification_loss, train_epoch
 from nassearch.errors import ConfigError, RunDirError
-from nassearch.spaces.darts import format_genotype
+from nassearch.spaces.darts_notation import format_genotype
 from nassearch.spaces.darts_genotypes import known_genotype
 from tests.test_cli import one_line_error
 

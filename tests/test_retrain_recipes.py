@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from nassearch.cli import main
-from nassearch.spaces.darts import format_genotype
+from nassearch.spaces.darts_notation import format_genotype
 from nassearch.spaces.darts_genotypes import known_genotype
 from nassearch.training.imagefolder import write_digits_imagefolder, write_synthetic_imagefolder
 from nassearch.training.recipe_training import LOG_COLUMNS

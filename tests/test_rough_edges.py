@@ -196,7 +196,7 @@ def test_budget_smaller_than_the_nar_training_set_is_refused(make_config, capsys
 
 
 def test_eval_takes_published_genotype_names(tmp_path, data_dir, cache, capsys):
-    from nassearch.spaces.darts import format_genotype
+    from nassearch.spaces.darts_notation import format_genotype
     from nassearch.spaces.darts_genotypes import KNOWN_GENOTYPES
 
     path = str(darts_config(tmp_path))

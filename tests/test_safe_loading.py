@@ -28,7 +28,7 @@ from nassearch.evaluators.tabular import NasBench101Tabular
 from nassearch.data import tables as data
 from nassearch.cli import main
 from nassearch.data.nb101_import import import_nasbench101
-from nassearch.spaces.darts import format_genotype
+from nassearch.spaces.darts_notation import format_genotype
 from nassearch.spaces.darts_genotypes import known_genotype
 from tests.test_cli import one_line_error
 from tests.test_data import fake_table

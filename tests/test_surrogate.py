@@ -7,7 +7,8 @@ from nassearch.evaluators.surrogate import INPUT_NAMES, NasBench301Surrogate, su
 from nassearch import config as cfg
 from nassearch.data.tables import load_json
 from nassearch.errors import ConfigError
-from nassearch.spaces.darts import DartsSpace, Genotype
+from nassearch.spaces.darts import DartsSpace
+from nassearch.spaces.darts_notation import Genotype
 
 PREFIX = "NetworkSelectorDatasetInfo_COLON_darts_COLON_"
 

@@ -54,7 +54,7 @@ from nassearch import config as cfg
 from nassearch.validation import check_seed, reject_unknown, typed
 from nassearch.errors import ConfigError, RunDirError
 from nassearch.model_cost import count_params
-from nassearch.spaces.darts import Genotype, format_genotype, parse_genotype
+from nassearch.spaces.darts_notation import Genotype, format_genotype, parse_genotype
 from nassearch.spaces.darts_genotypes import known_genotype
 from nassearch.spaces.darts_network import NetworkCIFAR
 
