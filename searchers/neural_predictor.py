@@ -37,13 +37,5 @@ class NeuralPredictorSearch(PredictorGuidedEvolution):
         if isinstance(self.space, Enumerable) and (self.space.size() or np.inf) <= self.pool_size:
             return [a for a in self.space.enumerate() if self.space.key(a) not in self.seen]
         pool: list[Arch] = []
-        keys: set[str] = set()
-        for _ in range(MAX_DRAWS * self.pool_size):
-            if len(pool) == self.pool_size:
-                break
-            arch = self.space.sample(self.rng)
-            key = self.space.key(arch)
-            if key not in self.seen and key not in keys:
-                keys.add(key)
-                pool.append(arch)
+        self.fill_with_samples(pool, MAX_DRAWS * self.pool_size)
         return pool

@@ -153,10 +153,15 @@ class PredictorGuidedEvolution(HistorySearcher):
         ``random_fraction`` of the pool as fresh uniform samples."""
         fresh = round(self.random_fraction * self.pool_size)
         best = finite[np.argsort(-fitness[finite], kind="stable")[: self.num_parents]]  # earliest first on ties
-        pool = self._mutation_pool([self.evaluated[i][0] for i in best], self.pool_size - fresh) if fresh < \
-            self.pool_size else []
+        pool = self._mutation_pool([self.evaluated[i][0] for i in best], self.pool_size - fresh)
+        self.fill_with_samples(pool, MAX_DRAWS * fresh)
+        return pool
+
+    def fill_with_samples(self, pool: list[Arch], draws: int) -> None:
+        """Append distinct uniform samples not yet evaluated, proposed or in ``pool`` until it holds ``pool_size``
+        architectures or ``draws`` samples were drawn."""
         keys = {self.space.key(a) for a in pool}
-        for _ in range(MAX_DRAWS * fresh):
+        for _ in range(draws):
             if len(pool) == self.pool_size:
                 break
             arch = self.space.sample(self.rng)
@@ -164,7 +169,6 @@ class PredictorGuidedEvolution(HistorySearcher):
             if key not in self.seen and key not in keys:
                 keys.add(key)
                 pool.append(arch)
-        return pool
 
     def _mutation_pool(self, parents: Sequence[Arch], size: int) -> list[Arch]:
         """Up to ``size`` distinct new children, as many of each parent, each ``mutation_edits[i]`` mutations

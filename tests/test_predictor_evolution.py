@@ -154,3 +154,16 @@ def test_xgb_guided_evolution_beats_random_search_on_nb201(nb201_space, nb201_ev
     random = [best_of(RandomSearch(nb201_space, OBJECTIVES, seed)) for seed in range(5)]
     assert np.median(guided) > np.median(random) + 0.5, (guided, random)
 
+
+
+def test_summaries_report_fit_time_per_round_and_seed_wall_time(data_dir):
+    import nassearch
+
+    result = nassearch.search("nasbench201", {"name": "nb201_tabular", "dataset": "cifar10"},
+                              {"name": "predictor_evolution", "ensemble": 2, "acquisition": "its", "pool_size": 50,
+                               "mutation_edits": [1, 2], "random_fraction": 0.2},
+                              predictor={"name": "xgb", "n_estimators": 20}, budget=30, seed=0,
+                              data_dir=str(data_dir))
+    summary = result.summary
+    assert summary["fit_s_per_round"] == pytest.approx(summary["predictor_fit_s"] / 2)  # 10 initial, 2 rounds of 10
+    assert summary["seed_wall_s"] >= summary["searcher_s"] >= summary["predictor_fit_s"] > 0
