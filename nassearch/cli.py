@@ -429,17 +429,10 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         raise cfg.ConfigError("--device applies to recipes only; the DARTS protocol's is --set device=NAME")
     config = load_retrain_config(args.config, args.overrides)
     target = resolve_target(args.target)
-    try:
-        outcome = retrain(target, config, args.out, resume=args.resume)
-    except KeyboardInterrupt:
-        return _interrupted("finished epochs are in checkpoint.pt: continue with --resume")
-    if outcome.result is not None:
-        r = outcome.result
-        print(f"{r['name']}: {r['params_m']:.3g} M params, test accuracy {r['test_acc']:.2f}% after {r['epochs']} "
-              f"epochs (best {r['best_test_acc']:.2f}% at epoch {r['best_epoch']}), {r['wall_s']:.0f} s on "
-              f"{r['device']} x{r['world_size']}")
-        print(f"\noutput: {outcome.out_dir}  (retrain.json, log.csv, checkpoint.pt, config.yaml)")
-    return 0
+    return _finish_retrain(lambda: retrain(target, config, args.out, resume=args.resume),
+                           lambda r: f"{r['name']}: {r['params_m']:.3g} M params, test accuracy {r['test_acc']:.2f}% "
+                                     f"after {r['epochs']} epochs (best {r['best_test_acc']:.2f}% at epoch "
+                                     f"{r['best_epoch']}), {r['wall_s']:.0f} s on {r['device']} x{r['world_size']}")
 
 
 def _retrain_recipe(args: argparse.Namespace) -> int:
@@ -449,16 +442,22 @@ def _retrain_recipe(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.config, args.overrides)
     target = resolve_arch_target(args.target, args.space)
+    return _finish_retrain(lambda: retrain_recipe(target, recipe, args.data_root or DEFAULT_DATA_ROOT, args.out,
+                                                  resume=args.resume, device=args.device),
+                           lambda r: f"{r['name']} ({r['space']}): {r['params_m']:.3g} M params, {r['eval_split']} "
+                                     f"top-1 {r['top1']:.2f}% top-5 {r['top5']:.2f}% after {r['epochs']} epochs, "
+                                     f"{r['wall_s']:.0f} s on {r['device']} x{r['world_size']}")
+
+
+def _finish_retrain(train: Callable[[], Any], headline: Callable[[dict[str, Any]], str]) -> int:
+    """Run a final training (``train()`` returns its ``RetrainOutcome``); the main process prints ``headline`` of
+    its result and where the outputs are. Ctrl-C says how to continue."""
     try:
-        outcome = retrain_recipe(target, recipe, args.data_root or DEFAULT_DATA_ROOT, args.out, resume=args.resume,
-                                 device=args.device)
+        outcome = train()
     except KeyboardInterrupt:
         return _interrupted("finished epochs are in checkpoint.pt: continue with --resume")
     if outcome.result is not None:
-        r = outcome.result
-        print(f"{r['name']} ({r['space']}): {r['params_m']:.3g} M params, {r['eval_split']} top-1 {r['top1']:.2f}% "
-              f"top-5 {r['top5']:.2f}% after {r['epochs']} epochs, {r['wall_s']:.0f} s on {r['device']} "
-              f"x{r['world_size']}")
+        print(headline(outcome.result))
         print(f"\noutput: {outcome.out_dir}  (retrain.json, log.csv, checkpoint.pt, config.yaml)")
     return 0
 
