@@ -15,7 +15,7 @@ import typing
 from dataclasses import asdict, dataclass, fields
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -88,7 +88,7 @@ class Output:
     report_metric: str | None = "test_acc"
     progress: bool = True
     plots: bool = True
-    pareto_reference: tuple[float, ...] | None = None
+    pareto_reference: tuple[float, ...] | Literal["normalised"] | None = None
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Output:
@@ -97,14 +97,20 @@ class Output:
         typed("output.report_metric", raw["report_metric"], str | None)
         typed("output.progress", raw["progress"], bool)
         typed("output.plots", raw["plots"], bool)
-        reference = typed("output.pareto_reference", raw["pareto_reference"], list[float] | None)
-        return cls(raw["dir"], raw["report_metric"], raw["progress"], raw["plots"],
-                   None if reference is None else tuple(reference))
+        reference = raw["pareto_reference"]
+        if isinstance(reference, str) and reference != "normalised":
+            raise ConfigError(f"output.pareto_reference: {shown(reference)} is not allowed; give one value per "
+                              f"objective in its units, or `normalised` (each objective min-max normalised over "
+                              f"the whole space, reference point 1.1)")
+        if not isinstance(reference, str):
+            reference = typed("output.pareto_reference", reference, list[float] | None)
+            reference = None if reference is None else tuple(reference)
+        return cls(raw["dir"], raw["report_metric"], raw["progress"], raw["plots"], reference)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for YAML."""
-        reference = None if self.pareto_reference is None else list(self.pareto_reference)
-        return {**asdict(self), "pareto_reference": reference}
+        reference = self.pareto_reference
+        return {**asdict(self), "pareto_reference": list(reference) if isinstance(reference, tuple) else reference}
 
 
 #: The output section's keys and defaults.
@@ -306,7 +312,7 @@ def validate(raw: dict[str, Any]) -> RunConfig:
     predictor = raw.get("predictor")
     objectives = parse_objectives(raw["objectives"])
     output = Output.from_dict(output)
-    if output.pareto_reference is not None and len(output.pareto_reference) != len(objectives):
+    if isinstance(output.pareto_reference, tuple) and len(output.pareto_reference) != len(objectives):
         raise ConfigError(f"output.pareto_reference: {len(output.pareto_reference)} values for "
                           f"{len(objectives)} objectives; give one value per objective, in their units")
     config = RunConfig(

@@ -63,6 +63,19 @@ def worst_point(points: np.ndarray, objectives: Sequence[Objective]) -> np.ndarr
     return np.array([points[:, j].min() if o.mode == "max" else points[:, j].max() for j, o in enumerate(objectives)])
 
 
+def normalised_reference(columns: Sequence[np.ndarray], objectives: Sequence[Objective],
+                         margin: float = 0.1) -> np.ndarray:
+    """The reference point, in the objectives' units, of hypervolumes over objectives min-max normalised on the
+    whole space's values (``columns``, one array per objective) with the reference at ``1 + margin`` in each:
+    the worst value of each column moved ``margin`` of its range further out. Hypervolume ratios are the same
+    in either scale."""
+    reference = []
+    for values, objective in zip(columns, objectives):
+        low, high = float(np.nanmin(values)), float(np.nanmax(values))
+        reference.append(low - margin * (high - low) if objective.mode == "max" else high + margin * (high - low))
+    return np.array(reference)
+
+
 def hypervolume(points: np.ndarray, reference: Sequence[float], objectives: Sequence[Objective]) -> float:
     """Hypervolume dominated by ``points`` up to ``reference`` (both in the objectives' units), by pymoo's
     ``HV`` on the minimisation form; points not strictly better than the reference add nothing."""

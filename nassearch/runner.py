@@ -30,7 +30,7 @@ from nassearch import run_dir as dirs
 from nassearch.api import SeedRun, search_seed
 from nassearch.evaluators.base import Evaluator
 from nassearch.errors import RunDirError
-from nassearch.metrics import pareto_front, pareto_mask, worst_point
+from nassearch.metrics import normalised_reference, pareto_front, pareto_mask, worst_point
 from nassearch.objectives import Objective
 from nassearch.plots import benchmark_title, plot_pareto, plot_search_curves
 from nassearch.repair import DamagedSeed, StoredSeed, read_seed
@@ -227,6 +227,7 @@ def _search(config: cfg.RunConfig, parts: Components, repeats: int, run_dir: Pat
     objective = config.objectives[0]
     report_metric = config.output.report_metric
     reference = parts.evaluator.reference_values(report_metric) if report_metric else None
+    space_reference = whole_space_reference(config, parts.evaluator)
     all_trials: dict[int, list[Trial]] = {}
     summaries: dict[int, dict[str, Any]] = {}
     for seed in range(config.seed, config.seed + repeats):
@@ -240,7 +241,8 @@ def _search(config: cfg.RunConfig, parts: Components, repeats: int, run_dir: Pat
     if multi_objective:
         fronts = {seed: pareto_front(trials, config.objectives)[1] for seed, trials in all_trials.items()}
         front = true_front(parts.evaluator, config.objectives)
-        pareto_reference = pareto_reference_point(config, fronts.values(), front)
+        pareto_reference = (space_reference if space_reference is not None
+                            else pareto_reference_point(config, fronts.values(), front))
         for seed, trials in all_trials.items():
             summaries[seed].update(pareto_summary(trials, config.objectives, pareto_reference, front))
     for seed, seed_summary in summaries.items():
@@ -281,10 +283,25 @@ def true_front(evaluator: Evaluator, objectives: Sequence[Objective]) -> np.ndar
     return points[pareto_mask(points, objectives)]
 
 
+def whole_space_reference(config: cfg.RunConfig, evaluator: Evaluator) -> np.ndarray | None:
+    """The reference point of ``output.pareto_reference: normalised`` (see ``metrics.normalised_reference``), or
+    None for the other settings; a ConfigError, before anything runs, when the evaluator lacks a whole-space
+    column for one of the objectives."""
+    if config.output.pareto_reference != "normalised":
+        return None
+    columns = [evaluator.reference_values(o.metric) for o in config.objectives]
+    missing = [o.metric for o, c in zip(config.objectives, columns) if c is None]
+    if missing:
+        raise cfg.ConfigError(f"output.pareto_reference: normalised needs every objective's values over the whole "
+                              f"space, and evaluator {config.evaluator['name']} has none for {', '.join(missing)}; "
+                              f"give one reference value per objective instead, in its units")
+    return normalised_reference(columns, config.objectives)
+
+
 def pareto_reference_point(config: cfg.RunConfig, fronts: Any, front: np.ndarray | None) -> np.ndarray:
-    """The hypervolume reference point: ``output.pareto_reference`` when set, else per objective the worst
-    value on the true front when known, else the worst value on the union of the seeds' fronts."""
-    if config.output.pareto_reference is not None:
+    """The hypervolume reference point: ``output.pareto_reference`` when set to values, else per objective the
+    worst value on the true front when known, else the worst value on the union of the seeds' fronts."""
+    if isinstance(config.output.pareto_reference, tuple):
         return np.asarray(config.output.pareto_reference, dtype=float)
     return worst_point(front if front is not None else np.concatenate(list(fronts)), config.objectives)
 

@@ -13,6 +13,12 @@ NSGA-II proposes whole generations: ``ask(n)`` hands out the current generation 
 pymoo for the next one only when every member of the current one has been told, so a batch never spans
 two generations (the last batch of a generation may be smaller than ``n``).
 
+Predictor-assisted NSGA-II (``predictor`` + ``prescreen: K``, issue #19): from the second generation on, pymoo's
+mating breeds K times the offspring it needs; one copy of the predictor per objective, fitted on every told trial
+(graph -> the objective in minimisation form), predicts them all in one batch, and pymoo's rank-and-crowding
+survival on the predicted values (bounds as predicted constraints) keeps the generation's offspring. Only those
+are evaluated, so the budget still counts real queries. ``prescreen: 1`` (the default) is plain NSGA-II.
+
 Resume: pymoo's algorithm object is not JSON, so ``state_dict`` keeps how many proposals were handed out
 and the random state at construction; the told objective values come from the told trials.
 ``load_state_dict`` rebuilds the algorithm from the same seed and replays every generation's ask/tell, which
@@ -21,7 +27,9 @@ is deterministic and so restores exactly the state (random generators included) 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,9 +41,12 @@ from pymoo.core.mutation import Mutation
 from pymoo.core.population import Population
 from pymoo.core.problem import Problem
 from pymoo.core.sampling import Sampling
+from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
 from pymoo.problems.static import StaticProblem
 
+from nassearch.graph import ArchGraph
 from nassearch.objectives import Objective
+from nassearch.predictors.base import Predictor
 from nassearch.protocols import SupportsCrossover
 from nassearch.searchers.base import Searcher
 from nassearch.trial import Trial
@@ -126,23 +137,50 @@ class KeyDuplicateElimination(DuplicateElimination):
         return is_duplicate
 
 
+class PrescreenedNSGA2(PymooNSGA2):
+    """pymoo's NSGA-II whose offspring are the ``n_offsprings`` that ``screen(candidates, n)`` picks (as indices)
+    from ``factor`` times as many bred by the usual mating."""
+
+    def __init__(self, screen: Callable[[list[Arch], int], np.ndarray], factor: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.screen, self.factor = screen, factor
+
+    def _infill(self):
+        offspring = self.mating.do(self.problem, self.pop, self.n_offsprings * self.factor, algorithm=self,
+                                   random_state=self.random_state)
+        if len(offspring) == 0:
+            self.termination.force_termination = True
+            return None
+        return offspring[self.screen(list(offspring.get("X")[:, 0]), self.n_offsprings)]
+
+
 class NSGA2(Searcher):
-    """NSGA-II over the config's objectives (population 50, crossover 0.9, mutation 1.0)."""
+    """NSGA-II over the config's objectives (population 50, crossover 0.9, mutation 1.0), optionally with
+    offspring pre-screened by a predictor (``prescreen``)."""
 
     name = "nsga2"
     requires_space = (SupportsCrossover,)
 
     def __init__(self, space, objectives, seed: int, population_size: int = 50, crossover_prob: float = 0.9,
-                 mutation_prob: float = 1.0) -> None:
+                 mutation_prob: float = 1.0, predictor: Predictor | None = None, prescreen: int = 1) -> None:
         super().__init__(space, objectives, seed)
         if population_size < 2:
             raise ValueError(f"population_size must be >= 2, got {population_size}")
+        if prescreen < 1:
+            raise ValueError(f"prescreen must be >= 1 (candidates bred per offspring evaluated), got {prescreen}")
+        if prescreen > 1 and predictor is None:
+            raise ValueError("prescreen > 1 needs a predictor: add a `predictor:` section to the config, e.g. "
+                             "predictor: {name: xgb}")
         for key, prob in (("crossover_prob", crossover_prob), ("mutation_prob", mutation_prob)):
             if not 0.0 <= prob <= 1.0:
                 raise ValueError(f"{key} must lie in [0, 1], got {prob}")
         self.population_size = population_size
         self.crossover_prob = crossover_prob
         self.mutation_prob = mutation_prob
+        self.predictor, self.prescreen = predictor, prescreen
+        self.predictors = [] if predictor is None else [predictor] + [copy.deepcopy(predictor)
+                                                                      for _ in self.objectives[1:]]
+        self.fit_s, self.fits = 0.0, 0
         self.bounds = [(j, o.bound if o.mode == "min" else -o.bound)
                        for j, o in enumerate(self.objectives) if o.bound is not None]
         self._initial_rng = self.rng.bit_generator.state
@@ -156,8 +194,11 @@ class NSGA2(Searcher):
         self.handed = 0  # members of ``generation`` handed out by ask
         self.num_told = 0  # trials told so far
         self.pending: list[list[float]] = []  # those of the current generation
+        self.graphs: list[ArchGraph] = []  # encodings of the told architectures (for the predictors)
+        self.told: list[list[float]] = []  # their minimisation-form values
         self.problem = Problem(n_var=1, n_obj=len(self.objectives), n_ieq_constr=len(self.bounds), vtype=object)
-        self.algorithm = PymooNSGA2(
+        self.algorithm = PrescreenedNSGA2(
+            screen=self._screen, factor=self.prescreen,
             pop_size=self.population_size,
             sampling=SpaceSampling(self.space, self.rng),
             crossover=SpaceCrossover(self.space, self.rng, self.crossover_prob),
@@ -165,6 +206,28 @@ class NSGA2(Searcher):
             eliminate_duplicates=KeyDuplicateElimination(self.space, self.seen),
         )
         self.algorithm.setup(self.problem, seed=int(self.rng.integers(2 ** 31)), verbose=False)
+
+    def _constraints(self, F: np.ndarray) -> np.ndarray | None:
+        return np.stack([F[:, j] - bound for j, bound in self.bounds], axis=1) if self.bounds else None
+
+    def _screen(self, candidates: list[Arch], n: int) -> np.ndarray:
+        """Indices of the ``n`` candidates that rank-and-crowding survival keeps on predicted objective values."""
+        if self.prescreen == 1 or len(candidates) <= n:
+            return np.arange(min(n, len(candidates)))
+        start = time.perf_counter()
+        F = np.asarray(self.told)
+        graphs = [self.space.encode(arch) for arch in candidates]
+        predicted = np.empty((len(candidates), len(self.objectives)))
+        for j, predictor in enumerate(self.predictors):
+            ok = np.flatnonzero(F[:, j] < WORST)
+            predictor.fit([self.graphs[i] for i in ok], F[ok, j])
+            predicted[:, j] = predictor.predict(graphs)
+        self.fit_s += time.perf_counter() - start
+        self.fits += 1
+        pool = Population.new(X=_column(candidates), index=np.arange(len(candidates)))
+        Evaluator().eval(StaticProblem(self.problem, F=predicted, G=self._constraints(predicted)), pool)
+        kept = RankAndCrowding().do(self.problem, pool, n_survive=n, random_state=self.algorithm.random_state)
+        return np.sort(kept.get("index").astype(int))
 
     def _next_generation(self) -> None:
         generation = self.algorithm.ask()
@@ -193,8 +256,10 @@ class NSGA2(Searcher):
         self.pending.extend(rows)
         if len(self.pending) == len(self.generation):
             F = np.array(self.pending)
-            G = np.stack([F[:, j] - bound for j, bound in self.bounds], axis=1) if self.bounds else None
-            Evaluator().eval(StaticProblem(self.problem, F=F, G=G), self.generation)
+            if self.predictors:
+                self.graphs.extend(self.space.encode(arch) for arch in self.generation.get("X")[:, 0])
+                self.told.extend(self.pending)
+            Evaluator().eval(StaticProblem(self.problem, F=F, G=self._constraints(F)), self.generation)
             self.algorithm.tell(infills=self.generation)
             self.generation, self.handed, self.pending = None, 0, []
 
@@ -202,6 +267,11 @@ class NSGA2(Searcher):
     def asked(self) -> int:
         """How many architectures ``ask`` has handed out so far."""
         return self.num_told - len(self.pending) + self.handed
+
+    def timings(self) -> dict[str, float]:
+        if not self.predictors:
+            return {}
+        return {"predictor_fit_s": self.fit_s, "fit_s_per_round": self.fit_s / max(self.fits, 1)}
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "initial_rng": self._initial_rng, "asked": self.asked}

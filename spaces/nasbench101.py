@@ -128,6 +128,10 @@ class NB101Network(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
+#: Cells whose fingerprint the space remembers before it starts afresh.
+CACHED_FINGERPRINTS = 200_000
+
+
 class NasBench101Space(SearchSpace):
     """The NAS-Bench-101 cell space (423,624 unique cells) with the CIFAR-10 network.
 
@@ -144,6 +148,8 @@ class NasBench101Space(SearchSpace):
         self.restrict_to_table = restrict_to_table
         self.data_dir = data_dir
         self._unit_costs: dict[tuple[str, int, int, int], tuple[float, float]] = {}
+        self._fingerprints: dict[NB101Cell, str | None] = {}
+        self._table_keys: dict[NB101Cell, str | None] = {}
         self.network = {"stem_channels": stem_channels, "num_stacks": num_stacks,
                         "modules_per_stack": modules_per_stack, "num_classes": num_classes}
         if restrict_to_table:
@@ -179,8 +185,46 @@ class NasBench101Space(SearchSpace):
         return NB101Cell.from_arrays(matrix, ops)
 
     def key(self, cell: NB101Cell) -> str:
-        matrix, ops = check_cell(cell)
-        return nb101_hash(matrix, [HASH_LABEL[op] for op in ops])
+        key = self._fingerprint(cell) if isinstance(cell, NB101Cell) else None
+        if key is None:
+            self.validate(cell)  # raises what is wrong
+        return key
+
+    def _fingerprint(self, cell: NB101Cell) -> str | None:
+        """The NB101 hash of a cell, None when it is invalid; remembered per cell (mutation in the table-restricted
+        space draws about 40 children per accepted one, mostly the same few hundred per parent)."""
+        if cell not in self._fingerprints:
+            if len(self._fingerprints) >= CACHED_FINGERPRINTS:
+                self._fingerprints.clear()
+            try:
+                matrix, ops = check_cell(cell)
+            except InvalidArchitecture:
+                self._fingerprints[cell] = None
+            else:
+                self._fingerprints[cell] = nb101_hash(matrix, [HASH_LABEL[op] for op in ops])
+        return self._fingerprints[cell]
+
+    def _table_key(self, cell: NB101Cell) -> str | None:
+        """The NB101 hash of a cell when it is one of the table's cells, else None; remembered per cell. Cells
+        whose :func:`degree_profile` no table cell has are rejected without hashing."""
+        if cell not in self._table_keys:
+            if len(self._table_keys) >= CACHED_FINGERPRINTS:
+                self._table_keys.clear()
+            key = None
+            try:
+                matrix, ops = check_cell(cell)
+            except InvalidArchitecture:
+                pass
+            else:
+                if degree_profile(matrix, ops) in self.table_profiles:
+                    key = nb101_hash(matrix, [HASH_LABEL[op] for op in ops])
+            self._table_keys[cell] = key if key in self.table_cells[1] else None
+        return self._table_keys[cell]
+
+    @cached_property
+    def table_profiles(self) -> frozenset[tuple[tuple[int, int, str], ...]]:
+        """The :func:`degree_profile` of every table cell."""
+        return frozenset(degree_profile(*check_cell(cell)) for cell in self.table_cells[0])
 
     def to_str(self, cell: NB101Cell) -> str:
         self.validate(cell)
@@ -212,10 +256,8 @@ class NasBench101Space(SearchSpace):
         old_key = self.key(cell)
         while True:
             child = propose_mutation(cell, rng)
-            if not self.is_valid(child):
-                continue
-            key = self.key(child)
-            if key != old_key and (not self.restrict_to_table or key in self.table_cells[1]):
+            key = self._table_key(child) if self.restrict_to_table else self._fingerprint(child)
+            if key is not None and key != old_key and (not self.restrict_to_table or key in self.table_cells[1]):
                 return child
 
     # encoding, network, cost --------------------------------------------------------------
@@ -317,12 +359,22 @@ class NasBench101Space(SearchSpace):
         return len(self.table_cells[0]) if self.restrict_to_table else 423_624
 
 
+def degree_profile(matrix: np.ndarray, ops: Sequence[str]) -> tuple[tuple[int, int, str], ...]:
+    """The sorted (in-degree, out-degree, op) of every vertex of a pruned cell: equal for cells of one
+    fingerprint (isomorphic graphs), so a cheap first test of membership in a set of cells."""
+    return tuple(sorted(zip(matrix.sum(axis=0).tolist(), matrix.sum(axis=1).tolist(), ops)))
+
+
+#: Upper-triangle masks by vertex count (where an edge may flip).
+_UPPER = {n: np.triu(np.ones((n, n), dtype=bool), 1) for n in range(2, MAX_VERTICES + 1)}
+
+
 def propose_mutation(cell: NB101Cell, rng: np.random.Generator) -> NB101Cell:
     """One mutation draw (not checked for validity): each upper-triangular edge flips with probability
     1/14, each interior op changes to another op with probability 1/10."""
     n = cell.num_vertices
-    flips = (rng.random((n, n)) < EDGE_MUTATION_PROB) & np.triu(np.ones((n, n), dtype=bool), 1)
-    matrix = np.where(flips, 1 - cell.array(), cell.array())
+    flips = (rng.random((n, n)) < EDGE_MUTATION_PROB) & _UPPER[n]
+    matrix = cell.array() ^ flips
     ops = list(cell.ops)
     for v in range(1, n - 1):
         if rng.random() < OP_MUTATION_PROB:

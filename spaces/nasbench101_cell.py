@@ -41,7 +41,7 @@ class NB101Cell:
 
     @staticmethod
     def from_arrays(matrix: np.ndarray | Sequence[Sequence[int]], ops: Sequence[str]) -> NB101Cell:
-        return NB101Cell(tuple(tuple(int(v) for v in row) for row in np.asarray(matrix)), tuple(ops))
+        return NB101Cell(tuple(map(tuple, np.asarray(matrix, dtype=np.int64).tolist())), tuple(ops))
 
     def array(self) -> np.ndarray:
         return np.array(self.matrix, dtype=np.int64).reshape(len(self.ops), len(self.ops))
@@ -54,11 +54,14 @@ class NB101Cell:
 def nb101_hash(matrix: np.ndarray, labels: Sequence[int]) -> str:
     """The official NAS-Bench-101 fingerprint of a (pruned) cell (graph_util.hash_module)."""
     vertices = matrix.shape[0]
-    in_edges, out_edges = matrix.sum(axis=0).tolist(), matrix.sum(axis=1).tolist()
-    hashes = [hashlib.md5(str(h).encode("utf-8")).hexdigest() for h in zip(out_edges, in_edges, labels)]
+    edges = np.asarray(matrix).tolist()
+    preds = [[w for w in range(vertices) if edges[w][v]] for v in range(vertices)]
+    succs = [[w for w in range(vertices) if edges[v][w]] for v in range(vertices)]
+    hashes = [hashlib.md5(str((len(succs[v]), len(preds[v]), labels[v])).encode("utf-8")).hexdigest()
+              for v in range(vertices)]
     for _ in range(vertices):
-        hashes = [hashlib.md5(("".join(sorted(hashes[w] for w in range(vertices) if matrix[w, v])) + "|"
-                               + "".join(sorted(hashes[w] for w in range(vertices) if matrix[v, w])) + "|"
+        hashes = [hashlib.md5(("".join(sorted(hashes[w] for w in preds[v])) + "|"
+                               + "".join(sorted(hashes[w] for w in succs[v])) + "|"
                                + hashes[v]).encode("utf-8")).hexdigest()
                   for v in range(vertices)]
     return hashlib.md5(str(sorted(hashes)).encode("utf-8")).hexdigest()
@@ -88,7 +91,7 @@ def check_cell(cell: NB101Cell) -> tuple[np.ndarray, list[str]]:
     if len(cell.matrix) != n or any(len(row) != n for row in cell.matrix):
         raise InvalidArchitecture(f"NAS-Bench-101 adjacency must be {n}x{n} for {n} ops")
     matrix = cell.array()
-    if not np.isin(matrix, (0, 1)).all() or np.tril(matrix).any():
+    if matrix.min() < 0 or matrix.max() > 1 or np.tril(matrix).any():
         raise InvalidArchitecture("NAS-Bench-101 adjacency must be 0/1 and strictly upper triangular")
     if cell.ops[0] != INPUT or cell.ops[-1] != OUTPUT:
         raise InvalidArchitecture(f"NAS-Bench-101 ops must start with {INPUT!r} and end with {OUTPUT!r}, "

@@ -142,6 +142,13 @@ class TestNSGA2(SearcherConformance):
 
 
 @pytest.mark.slow
+class TestPrescreenedNSGA2(TestNSGA2):
+    def make_searcher(self, space, seed):
+        return NSGA2(space, self.objectives, seed, population_size=6, prescreen=4,
+                     predictor=XGBPredictor(seed, n_estimators=10))
+
+
+@pytest.mark.slow
 class TestPredictorEvolution(SearcherConformance):
     def make_space(self):
         return nb201()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nassearch.metrics import hypervolume, hypervolume_ratio, non_dominated, pareto_front
+from nassearch.metrics import hypervolume, hypervolume_ratio, non_dominated, normalised_reference, pareto_front
 from nassearch.objectives import Objective
 
 ACC_LAT = [Objective("val_acc", "max"), Objective("lat", "min")]
@@ -40,3 +40,14 @@ def test_hypervolume_of_a_hand_computed_2d_front():
 def test_hypervolume_rejects_a_reference_of_the_wrong_length():
     with pytest.raises(ValueError, match="reference point has 3 values for 2 objectives"):
         hypervolume(np.array([[1.0, 2.0]]), [1, 2, 3], ACC_LAT)
+
+
+def test_normalised_reference_is_the_worst_value_plus_a_tenth_of_the_range():
+    accuracy, latency = np.array([10.0, 50.0, 90.0]), np.array([4.0, 9.0, 24.0])
+    assert normalised_reference([accuracy, latency], ACC_LAT).tolist() == pytest.approx([2.0, 26.0])
+    # the ratio equals the one computed on min-max normalised values with the reference at 1.1
+    front, true = np.array([[80.0, 9.0], [50.0, 4.0]]), np.array([[90.0, 9.0], [50.0, 4.0]])
+    scaled = [Objective("a", "min"), Objective("b", "min")]
+    to_unit = lambda p: np.column_stack([(90 - p[:, 0]) / 80, (p[:, 1] - 4) / 20])  # noqa: E731
+    assert hypervolume_ratio(front, true, normalised_reference([accuracy, latency], ACC_LAT), ACC_LAT) == \
+        pytest.approx(hypervolume_ratio(to_unit(front), to_unit(true), [1.1, 1.1], scaled))

@@ -9,8 +9,10 @@ from nassearch.evaluators.tabular import NasBench101Tabular
 from nassearch.errors import DataError, InvalidArchitecture
 from nassearch.model_cost import count_params
 from nassearch.data.nb101_table import load_nb101_table
-from nassearch.spaces.nasbench101 import EDGE_MUTATION_PROB, OP_MUTATION_PROB, NasBench101Space, propose_mutation, vertex_channels
-from nassearch.spaces.nasbench101_cell import CONV1X1, CONV3X3, INPUT, MAXPOOL3X3, OUTPUT, NB101Cell, cell_from_table
+from nassearch.spaces.nasbench101 import (EDGE_MUTATION_PROB, OP_MUTATION_PROB, NasBench101Space, degree_profile,
+                                          propose_mutation, vertex_channels)
+from nassearch.spaces.nasbench101_cell import (CONV1X1, CONV3X3, INPUT, MAXPOOL3X3, OUTPUT, NB101Cell, cell_from_table,
+                                               check_cell)
 
 SPACE = NasBench101Space()
 
@@ -54,6 +56,7 @@ def test_fingerprint_is_invariant_to_vertex_permutation(nb101_table):
         permuted = cell(original.array()[np.ix_(order, order)], [original.ops[i] for i in order])
         changed += permuted != original
         assert SPACE.key(permuted) == stored
+        assert degree_profile(*check_cell(permuted)) == degree_profile(*check_cell(original))
     assert changed > 20
 
 
@@ -145,6 +148,33 @@ def test_restricted_space_samples_and_mutates_inside_the_table(data_dir, nb101_t
     children = [space.mutate(c, rng) for c in cells[:10]]
     assert all(space.key(c) in hashes for c in children)
     assert space.size() == 11_000 and sum(1 for _ in space.enumerate()) == 11_000
+
+
+@pytest.mark.slow
+def test_restricted_mutation_is_rejection_sampling_of_table_children(data_dir, nb101_table):
+    """The table filter (cached fingerprints, degree profiles before hashing) changes nothing: the children equal
+    those of plain rejection sampling, draw for draw."""
+    space = NasBench101Space(restrict_to_table=True, data_dir=str(data_dir))
+    hashes = set(nb101_table["hash"])
+
+    def reference(parent, rng):
+        while True:
+            child = propose_mutation(parent, rng)
+            if SPACE.is_valid(child) and SPACE.key(child) != SPACE.key(parent) and SPACE.key(child) in hashes:
+                return child
+
+    parents = [space.sample(np.random.default_rng(6)) for _ in range(5)]
+    fast, slow = np.random.default_rng(7), np.random.default_rng(7)
+    for parent in parents:
+        for _ in range(8):  # the same parent again: children from the caches
+            assert space.mutate(parent, fast) == reference(parent, slow)
+
+
+def test_key_of_an_invalid_cell_raises_every_time():
+    broken = cell([[0, 0, 0], [0, 0, 1], [0, 0, 0]], [INPUT, CONV3X3, OUTPUT])
+    for _ in range(2):  # the second answer comes from the fingerprint cache
+        with pytest.raises(InvalidArchitecture, match="no path from input to output"):
+            SPACE.key(broken)
 
 
 def test_encode_pads_to_seven_nodes_with_output_last():
