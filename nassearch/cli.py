@@ -1,4 +1,4 @@
-"""The ``nassearch`` command line: run, plot, eval, data, spaces, bench, retrain.
+"""The ``nassearch`` command line: run, plot, compare, eval, data, spaces, bench, retrain.
 
 User mistakes (bad config, bad architecture, missing data, unusable run directory) print one line,
 ``nassearch: error: ...``, and exit with status 2. Results go to stdout; progress and logs to stderr.
@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "restricted to a table)")
     plot.add_argument("--metric", default=None, help="metric to plot (default: each run's report metric)")
     plot.add_argument("--out", default=None, help="output PNG (default: FIRST_RUN_DIR/plots/search_curves.png)")
+
+    compare = commands.add_parser("compare", help="one markdown row per finished run directory: mean ± std, median / "
+                                                   "mean / worst rank, hypervolume ratio over its seeds")
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
 
     evaluate = commands.add_parser("eval", help="evaluate architecture strings with a config's evaluator")
     _add_config_args(evaluate)
@@ -223,6 +227,13 @@ def _plot_title(run_dirs: list[str]) -> str:
     from nassearch.runner import read_run_config
 
     return "; ".join(sorted({benchmark_title(read_run_config(Path(run_dir))) for run_dir in run_dirs}))
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from nassearch.compare import comparison_table
+
+    print(comparison_table(args.run_dirs))
+    return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -463,7 +474,7 @@ def _finish_retrain(train: Callable[[], Any], headline: Callable[[dict[str, Any]
 
 
 COMMANDS = {"run": cmd_run, "plot": cmd_plot, "eval": cmd_eval, "data": cmd_data, "spaces": cmd_spaces,
-            "bench": cmd_bench, "retrain": cmd_retrain}
+            "bench": cmd_bench, "retrain": cmd_retrain, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

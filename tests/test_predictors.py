@@ -13,7 +13,8 @@ from nassearch.predictors.encoders import flat_features, laplacian_eigenvectors,
 from nassearch.predictors.gcn import GCNPredictor
 from nassearch.predictors.mlp import MLPPredictor
 from nassearch.predictors.tnasp import TNASPPredictor, softmax_last
-from nassearch.predictors.training import TrainSettings, lr_lambda, pairwise_ranking_loss, parameter_groups
+from nassearch.predictors.training import (TrainSettings, epochs_for, lr_lambda, pairwise_ranking_loss, parameter_groups,
+                                           train)
 from nassearch.predictors.xgb import XGBPredictor
 
 VOCAB = ("input", "conv", "pool", "skip", "output")
@@ -157,6 +158,33 @@ def test_schedule_warms_up_then_decays():
     assert cosine(10) == pytest.approx(1.0) and cosine(55) == pytest.approx(0.5) and cosine(100) == pytest.approx(0.0)
     linear = lr_lambda(TrainSettings(schedule="linear"), 10)
     assert [linear(i) for i in (0, 5, 10)] == pytest.approx([1.0, 0.5, 0.0])
+
+
+def test_max_steps_scales_the_epochs_to_the_data_size():
+    capped = TrainSettings(epochs=300, batch_size=10, max_steps=500)
+    assert [epochs_for(capped, n) for n in (20, 100, 250, 6000)] == [250, 50, 20, 1]
+    assert epochs_for(TrainSettings(epochs=300, batch_size=10), 250) == 300
+    assert epochs_for(TrainSettings(epochs=30, batch_size=10, max_steps=500), 20) == 30  # epochs still cap
+    with pytest.raises(ValueError, match="max_steps must be >= 1"):
+        TrainSettings(max_steps=0)
+
+
+def test_training_takes_at_most_max_steps_optimiser_steps():
+    model = torch.nn.Linear(3, 1)
+    steps = []
+    model.register_forward_hook(lambda module, args, out: steps.append(module.training))
+
+    class Scores(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, x):
+            return self.inner(x).squeeze(-1)
+
+    inputs = {"x": torch.randn(95, 3)}
+    train(Scores(), inputs, torch.randn(95), TrainSettings(epochs=100, batch_size=10, max_steps=45), seed=0)
+    assert sum(steps) == 40  # 4 epochs of 10 batches (45 // 10 = 4): never more than max_steps
 
 
 def test_weight_decay_skips_biases_and_norms():

@@ -79,9 +79,9 @@ class GCNPredictor(NeuralPredictor):
                  dropout: float = 0.1,
                  epochs: int = 300, batch_size: int = 10, lr: float = 1e-4, weight_decay: float = 1e-3,
                  loss: Literal["mse", "ranking", "mse+ranking"] = "mse", two_stage: bool = False, classifier_lr: float = 2e-4,
-                 classifier_quantile: float = 0.5, device: str = "auto") -> None:
+                 classifier_quantile: float = 0.5, max_steps: int | None = None, device: str = "auto") -> None:
         super().__init__(seed, TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                                             loss=loss, device=device))
+                                             loss=loss, max_steps=max_steps, device=device))
         sizes = [hidden] if isinstance(hidden, int) else list(hidden)
         if not sizes:
             raise ValueError("hidden must name at least one layer size, e.g. 128 or [512, 128]")
@@ -91,7 +91,7 @@ class GCNPredictor(NeuralPredictor):
         self.width, self.layers, self.hidden, self.dropout = width, layers, sizes, dropout
         self.two_stage, self.classifier_quantile = two_stage, classifier_quantile
         self.classifier_settings = TrainSettings(epochs=epochs, batch_size=batch_size, lr=classifier_lr,
-                                                 weight_decay=weight_decay, device=device)
+                                                 weight_decay=weight_decay, max_steps=max_steps, device=device)
         self.classifier: nn.Module | None = None
 
     def featurize(self, graphs: Sequence[ArchGraph]) -> Inputs:

@@ -37,9 +37,10 @@ class MLPPredictor(NeuralPredictor):
 
     def __init__(self, seed: int = 0, hidden: list[int] | None = None, dropout: float = 0.1, epochs: int = 300,
                  batch_size: int = 10, lr: float = 1e-3, weight_decay: float = 1e-3,
-                 loss: Literal["mse", "ranking", "mse+ranking"] = "mse", device: str = "auto") -> None:
+                 loss: Literal["mse", "ranking", "mse+ranking"] = "mse", max_steps: int | None = None,
+                 device: str = "auto") -> None:
         super().__init__(seed, TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                                             loss=loss, device=device))
+                                             loss=loss, max_steps=max_steps, device=device))
         self.hidden = list(hidden) if hidden is not None else [256, 256, 256]
         check_network(dropout, **{f"hidden[{i}]": width for i, width in enumerate(self.hidden)})
         self.dropout = dropout

@@ -293,10 +293,10 @@ class NARFormerPredictor(NeuralPredictor):
                  depths: tuple[int, ...] = (6, 1, 1, 1), dropout: float = 0.1, epochs: int = 4000,
                  batch_size: int = 256, lr: float = 1e-4, weight_decay: float = 0.01, warmup_fraction: float = 0.1,
                  ema_decay: float = 0.99, sr_weight: float = 0.1, consistency_weight: float = 0.5,
-                 tokenizer: Tokenizer = "graph", device: str = "auto") -> None:
+                 tokenizer: Tokenizer = "graph", max_steps: int | None = None, device: str = "auto") -> None:
         super().__init__(seed, TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                              optimizer="adamw", schedule="linear", warmup_fraction=warmup_fraction,
-                                             ema_decay=ema_decay, device=device))
+                                             ema_decay=ema_decay, max_steps=max_steps, device=device))
         if tokenizer not in TOKENIZERS:
             raise ValueError(f"tokenizer must be one of {', '.join(TOKENIZERS)}, got {tokenizer!r}")
         check_network(dropout, dim=dim, heads=heads, hidden=hidden)

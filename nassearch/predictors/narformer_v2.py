@@ -233,10 +233,10 @@ class NARFormerV2Predictor(NeuralPredictor):
                  dropout: float = 0.05, use_degree: bool = True, epochs: int = 1000, batch_size: int = 8,
                  lr: float = 1e-4, weight_decay: float = 0.01, warmup_fraction: float = 0.1,
                  ema_decay: float | None = 0.99, sr_weight: float = 0.1, consistency_weight: float = 0.5,
-                 device: str = "auto") -> None:
+                 max_steps: int | None = None, device: str = "auto") -> None:
         super().__init__(seed, TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                              optimizer="adamw", schedule="linear", warmup_fraction=warmup_fraction,
-                                             ema_decay=ema_decay, device=device))
+                                             ema_decay=ema_decay, max_steps=max_steps, device=device))
         check_network(dropout, dim=dim, blocks=blocks, groups=groups, ffn_ratio=ffn_ratio)
         if dim % groups:
             raise ValueError(f"dim ({dim}) must be divisible by groups ({groups})")

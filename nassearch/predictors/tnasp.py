@@ -93,9 +93,10 @@ class TNASPPredictor(NeuralPredictor):
     def __init__(self, seed: int = 0, dim: int = 80, layers: int = 3, heads: int = 4, hidden: int = 96,
                  dropout: float = 0.1, epochs: int = 300, batch_size: int = 10, lr: float = 1e-4,
                  weight_decay: float = 1e-3, loss: Literal["mse", "ranking", "mse+ranking"] = "mse",
-                 self_evolution_epochs: int = 100, rho: float = 1.0, device: str = "auto") -> None:
+                 self_evolution_epochs: int = 100, rho: float = 1.0, max_steps: int | None = None,
+                 device: str = "auto") -> None:
         super().__init__(seed, TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                                             loss=loss, device=device))
+                                             loss=loss, max_steps=max_steps, device=device))
         check_network(dropout, dim=dim, layers=layers, heads=heads, hidden=hidden)
         if dim % heads:
             raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")

@@ -4,7 +4,8 @@ Weight decay applies to weight matrices only (not to biases or normalisation par
 squared error, the pairwise logistic ranking loss (NAR eq. 9: for every pair with y_i > y_j,
 log(1 + exp(-(s_i - s_j)))), their sum, and an optional predictor-specific term. With a validation set,
 the epoch with the lowest validation MSE is kept (and training stops after ``patience`` epochs without
-improvement, when set); with ``ema_decay``, the exponential moving average of the weights is what is
+improvement, when set); ``max_steps`` caps the optimiser steps by running fewer epochs on larger training sets
+(epochs scaled to the data size, so refits inside a search loop cost about the same every round); with ``ema_decay``, the exponential moving average of the weights is what is
 evaluated and returned. Inside ``fit_progress``, fits show their epochs as a transient bar on stderr.
 """
 
@@ -62,6 +63,7 @@ class TrainSettings:
     ranking_weight: float = 1.0
     ema_decay: float | None = None
     patience: int | None = None
+    max_steps: int | None = None
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -71,6 +73,8 @@ class TrainSettings:
             raise ValueError("lr must be > 0, weight_decay and ranking_weight >= 0")
         if not 0 <= self.warmup_fraction < 1:
             raise ValueError(f"warmup_fraction must lie in [0, 1), got {self.warmup_fraction}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 (or null: no cap), got {self.max_steps}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in (0, 1), got {self.ema_decay}")
 
@@ -123,6 +127,14 @@ def lr_lambda(settings: TrainSettings, total_steps: int) -> Callable[[int], floa
     return factor
 
 
+def epochs_for(settings: TrainSettings, n: int) -> int:
+    """Epochs of a fit on ``n`` examples: ``epochs``, or fewer when ``max_steps`` caps the optimiser steps (so
+    a fit's cost stops growing with the data: about ``max_steps`` steps once n * epochs / batch_size exceeds it)."""
+    if settings.max_steps is None:
+        return settings.epochs
+    return max(1, min(settings.epochs, settings.max_steps // math.ceil(n / settings.batch_size)))
+
+
 def _take(inputs: Inputs, index: torch.Tensor) -> Inputs:
     return {k: v[index] for k, v in inputs.items()}
 
@@ -149,13 +161,14 @@ def train(model: nn.Module, inputs: Inputs, targets: torch.Tensor, settings: Tra
     targets = targets.to(device)
     n = targets.shape[0]
     steps_per_epoch = math.ceil(n / settings.batch_size)
+    epochs = epochs_for(settings, n)
     optimizer_cls = torch.optim.AdamW if settings.optimizer == "adamw" else torch.optim.Adam
     optimizer = optimizer_cls(parameter_groups(model, settings.weight_decay), lr=settings.lr, fused=True)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(settings, settings.epochs * steps_per_epoch))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(settings, epochs * steps_per_epoch))
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(settings.ema_decay)) if settings.ema_decay else None
     generator = torch.Generator().manual_seed(seed)
     best_loss, best_state, stale = math.inf, None, 0
-    for _ in fit_epochs(settings.epochs, f"fit {type(model).__name__}"):
+    for _ in fit_epochs(epochs, f"fit {type(model).__name__}"):
         model.train()
         order = torch.randperm(n, generator=generator).to(device)
         for start in range(0, n, settings.batch_size):
