@@ -186,7 +186,7 @@ def test_run_writes_hypervolume_and_pareto_plot(data_dir, make_config):
     assert "hypervolume_ratio" in outcome.table
 
 
-def test_normalised_reference_point_is_taken_over_the_whole_space(data_dir, make_config):
+def test_normalised_reference_point_is_taken_over_the_whole_space(data_dir, make_config, tmp_path):
     from nassearch import config as cfg
     from nassearch.evaluators.tabular import NasBench201Tabular
     from nassearch.runner import run as run_search
@@ -197,7 +197,8 @@ def test_normalised_reference_point_is_taken_over_the_whole_space(data_dir, make
                        evaluator={"name": "nb201_tabular", "latency_devices": ["1080ti_bs1"]},
                        objectives=[{"metric": "val_acc", "mode": "max"}, {"metric": "lat_1080ti_bs1", "mode": "min"}],
                        budget={"evaluations": 30, "batch_size": 10},
-                       output={"dir": "runs", "plots": False, "progress": False, "pareto_reference": "normalised"})
+                       output={"dir": str(tmp_path / "runs"), "plots": False, "progress": False,
+                               "pareto_reference": "normalised"})
     outcome = run_search(cfg.load(path), repeats=1, data_dir=str(data_dir))
     evaluator = NasBench201Tabular(NasBench201Space(), data_dir=str(data_dir), latency_devices=["1080ti_bs1"])
     accuracy, latency = evaluator.reference_values("val_acc"), evaluator.reference_values("lat_1080ti_bs1")
