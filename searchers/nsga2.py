@@ -178,8 +178,8 @@ class NSGA2(Searcher):
         self.crossover_prob = crossover_prob
         self.mutation_prob = mutation_prob
         self.predictor, self.prescreen = predictor, prescreen
-        self.predictors = [] if predictor is None else [predictor] + [copy.deepcopy(predictor)
-                                                                      for _ in self.objectives[1:]]
+        screened = prescreen > 1  # a predictor with prescreen 1 is never fitted: nothing is encoded or kept for it
+        self.predictors = [predictor] + [copy.deepcopy(predictor) for _ in self.objectives[1:]] if screened else []
         self.fit_s, self.fits = 0.0, 0
         self.bounds = [(j, o.bound if o.mode == "min" else -o.bound)
                        for j, o in enumerate(self.objectives) if o.bound is not None]
