@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from nassearch.spaces.base import Arch, SearchSpace
 
 
-@dataclass(frozen=True)
-class Result:
-    """What one evaluation produced.
+class Result(NamedTuple):
+    """What one evaluation produced (an immutable record: a NamedTuple, cheap to create by the hundred thousand).
 
     Attributes:
         metrics: metric name -> value (``val_acc``, ``test_acc`` in percent, ``params``/``flops`` in
@@ -22,7 +21,7 @@ class Result:
         wall_s: seconds the evaluation really took here.
     """
 
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float]
     cost_s: float = 0.0
     wall_s: float = 0.0
 
