@@ -36,6 +36,8 @@ class Evaluator(ABC):
     #: Whether ``evaluate_batch`` is one vectorised query (table lookups): the serial executor then hands it
     #: whole batches instead of one architecture at a time.
     batched: bool = False
+    #: Which data (table, schedule) answers, for the run summary; empty where the name says it all.
+    source: str = ""
 
     def __init__(self, space: SearchSpace) -> None:
         self.space = space

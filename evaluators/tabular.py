@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from nassearch.evaluators.base import Evaluator, Result
-from nassearch.data.tables import load_csv
+from nassearch.data.tables import TABLES, fix_hint, load_csv
 from nassearch.errors import DataError
 from nassearch.data.nb101_table import DEFAULT_TABLES, load_nb101_table
 from nassearch.spaces.nasbench101 import NasBench101Space
@@ -32,19 +32,28 @@ NB201_DATASETS: dict[str, tuple[str, str, int, int]] = {
 }
 
 
-class NasBench201Tabular(Evaluator):
-    """NAS-Bench-201 answered from the 12-epoch table: accuracies, params, FLOPs, device latencies.
+#: Tables ``nb201_tabular`` reads: the shared 12-epoch table, or one imported from the official release.
+NB201_TABLES = ("nb201_12epoch", "nb201_official")
 
-    Metrics: ``val_acc`` (cifar10: trained on the 25k train split, scored on the 25k valid split),
-    ``test_acc``, ``params`` and ``flops`` (millions), and ``lat_<device>`` (ms) for each device named
-    in ``latency_devices`` (columns of the latency table without the ``lat_`` prefix, e.g. ``1080ti_bs1``).
+
+class NasBench201Tabular(Evaluator):
+    """NAS-Bench-201 answered from a table: accuracies, params, FLOPs, device latencies.
+
+    ``table``: ``nb201_12epoch`` (the shared table, 12-epoch schedule) or ``nb201_official`` (made by
+    ``nassearch data import nasbench201``; ``epochs`` 200, the papers' schedule, by default, or 12).
+    Metrics: ``val_acc`` (cifar10: trained on the 25k train split, scored on the 25k valid split; cifar100 and
+    ImageNet16-120: the ``x-valid`` half of the evaluation set), ``test_acc`` (cifar10: trained on train + valid,
+    scored on the test set; the others: the ``x-test`` half), both the mean over the official seeds at the final
+    epoch; ``params`` and ``flops`` (millions), and ``lat_<device>`` (ms) for each device named in
+    ``latency_devices`` (columns of the latency table without the ``lat_`` prefix, e.g. ``1080ti_bs1``).
     """
 
     batched = True
     name = "nb201_tabular"
 
     def __init__(self, space: NasBench201Space, data_dir: str | None = None, dataset: str = "cifar10",
-                 latency_devices: list[str] | None = None, cost_per_query_s: float = 1.0) -> None:
+                 latency_devices: list[str] | None = None, cost_per_query_s: float = 1.0,
+                 table: str = "nb201_12epoch", epochs: int | None = None) -> None:
         super().__init__(space)
         if not isinstance(space, NasBench201Space):
             raise ValueError(f"nb201_tabular answers only for space nasbench201, not {space.name!r}")
@@ -59,24 +68,48 @@ class NasBench201Tabular(Evaluator):
         self.dataset = dataset
         self.cost_per_query_s = float(cost_per_query_s)
         val_col, test_col, classes, size = NB201_DATASETS[dataset]
+        self.table_name, self.epochs = table, self._schedule(table, epochs)
+        self.source = f"{table}, {self.epochs}-epoch schedule, mean over the official seeds"
 
-        table = load_csv("nb201_12epoch", data_dir)
-        archs = [parse_arch(s) for s in table["arch_str"]]
+        frame = load_csv(self.table_name, data_dir)
+        if self.table_name == "nb201_official":
+            val_col, test_col = f"{val_col}_e{self.epochs}", f"{test_col}_e{self.epochs}"
+            if frame[[val_col, test_col]].isna().any().any():
+                raise ValueError(f"the imported table nb201_official has no {self.epochs}-epoch results for {dataset} "
+                                 f"(NAS-Bench-201 v1.0 has 12-epoch results for cifar10-valid only): set epochs: "
+                                 "200, or import v1.1 / NATS-Bench")
+        archs = [parse_arch(s) for s in frame["arch_str"]]
         codes = arch_codes(archs)
         if len(np.unique(codes)) != len(codes):
-            raise DataError("nasbench201/nb201_12epoch.csv.gz repeats an architecture; replace the file")
+            spec = TABLES[self.table_name]
+            raise DataError(f"{spec.path} repeats an architecture; {fix_hint(spec)}")
         self._row_of_code = np.full(len(OPS) ** NUM_EDGES, -1, dtype=np.int64)
         self._row_of_code[codes] = np.arange(len(codes))
-        self.official_index = table["index"].to_numpy(np.int64)
+        self.official_index = frame["index"].to_numpy(np.int64)
         self.archs: list[NB201Arch] = archs
 
         cost_space = NasBench201Space(space.channels, space.cells_per_stage, classes, size)
         params, flops = cost_space.cost_batch(archs)
-        columns = {"val_acc": table[val_col].to_numpy(float), "test_acc": table[test_col].to_numpy(float),
+        columns = {"val_acc": frame[val_col].to_numpy(float), "test_acc": frame[test_col].to_numpy(float),
                    "params": params, "flops": flops}
-        columns.update(self._latency_columns(latency_devices or [], table["arch_str"], data_dir))
+        columns.update(self._latency_columns(latency_devices or [], frame["arch_str"], data_dir))
         self._metric_names = tuple(columns)
         self._values = np.column_stack(list(columns.values()))
+
+    @staticmethod
+    def _schedule(table: str, epochs: int | None) -> int:
+        """The training schedule (epochs) the table answers for, checked against the table."""
+        if table not in NB201_TABLES:
+            raise ValueError(f"table must be one of {', '.join(NB201_TABLES)}, got {table!r}")
+        if table == "nb201_12epoch":
+            if epochs not in (None, 12):
+                raise ValueError(f"table nb201_12epoch holds the 12-epoch schedule only, not epochs: {epochs}; for "
+                                 "the papers' 200-epoch results import the official file (nassearch data import "
+                                 "nasbench201 FILE) and set table: nb201_official")
+            return 12
+        if epochs not in (None, 12, 200):
+            raise ValueError(f"epochs must be 200 or 12 (the official schedules), got {epochs!r}")
+        return 200 if epochs is None else epochs
 
     @staticmethod
     def _latency_columns(devices: list[str], arch_strs, data_dir: str | None) -> dict[str, np.ndarray]:
@@ -100,7 +133,8 @@ class NasBench201Tabular(Evaluator):
         """Table row of each architecture (op-index tuples or an int array (n, 6))."""
         rows = self._row_of_code[arch_codes(archs)]
         if np.any(rows < 0):
-            raise DataError("an architecture is missing from nasbench201/nb201_12epoch.csv.gz; replace the file")
+            raise DataError(f"an architecture is missing from {TABLES[self.table_name].path}; "
+                            f"{fix_hint(TABLES[self.table_name])}")
         return rows
 
     def query_batch(self, archs: Sequence[NB201Arch] | np.ndarray) -> np.ndarray:

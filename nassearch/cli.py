@@ -99,9 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
         sub = data_commands.add_parser(name, help=text)
         sub.add_argument("--data-dir", default=None)
     importer = data_commands.add_parser("import", help="convert an official benchmark release into a table")
-    importer.add_argument("benchmark", choices=["nasbench101"])
-    importer.add_argument("path", help="nasbench_only108.tfrecord or nasbench_full.tfrecord (no TensorFlow needed)")
-    importer.add_argument("--out", default=None, help="output table (default: DATA_DIR/nasbench101/nb101_official.csv.gz)")
+    importer.add_argument("benchmark", choices=["nasbench101", "nasbench201"])
+    importer.add_argument("path", help="nasbench101: nasbench_only108.tfrecord or nasbench_full.tfrecord (no "
+                                       "TensorFlow needed); nasbench201: NAS-Bench-201-v1_*.pth or a NATS-tss-v1_0-"
+                                       "3ffb9 release (.pickle.pbz2 file, -simple/-full directory or its .tar). The "
+                                       "official NB201/NATS files are Python pickles: only the path you give is read, "
+                                       "by an unpickler that rebuilds containers, numbers and tensors and refuses "
+                                       "anything else (needs: pip install -e \".[nb201]\")")
+    importer.add_argument("--out", default=None, help="output table (default: DATA_DIR/nasbench101/nb101_official."
+                                                      "csv.gz or DATA_DIR/nasbench201/nb201_official.csv.gz)")
     importer.add_argument("--data-dir", default=None)
     measure = data_commands.add_parser("measure-latency", help="time sampled networks (NB201, NB101, torchvision) "
                                                                "on this CPU; write graphs + latencies (.npz)")
@@ -272,14 +278,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     if args.data_command == "measure-latency":
         return cmd_data_measure_latency(args)
     if args.data_command == "import":
-        from nassearch.data.nb101_import import import_nasbench101
-
-        out = Path(args.out) if args.out else data.resolve_data_dir(args.data_dir) / data.TABLES["nb101_official"].path
-        start = time.perf_counter()
-        report = import_nasbench101(args.path, out)
-        print(f"{report.records} records, {report.cells} cells, epochs {', '.join(map(str, report.epochs))} "
-              f"-> {report.out_path} ({time.perf_counter() - start:.0f} s)")
-        return 0
+        return cmd_data_import(args)
     if args.data_command == "list":
         statuses = data.list_tables(args.data_dir)
     else:
@@ -293,6 +292,54 @@ def cmd_data(args: argparse.Namespace) -> int:
         raise DataError(f"{len(corrupt)} table(s) corrupt: {', '.join(corrupt)}; fetch them again (see the data "
                         "README) or re-import them")
     return 0
+
+
+def cmd_data_import(args: argparse.Namespace) -> int:
+    from nassearch.data import tables as data
+
+    table = {"nasbench101": "nb101_official", "nasbench201": "nb201_official"}[args.benchmark]
+    out = Path(args.out) if args.out else data.resolve_data_dir(args.data_dir) / data.TABLES[table].path
+    start = time.perf_counter()
+    if args.benchmark == "nasbench101":
+        from nassearch.data.nb101_import import import_nasbench101
+
+        report = import_nasbench101(args.path, out)
+        print(f"{report.records} records, {report.cells} cells, epochs {', '.join(map(str, report.epochs))} "
+              f"-> {report.out_path} ({time.perf_counter() - start:.0f} s)")
+        return 0
+    from nassearch.data.nb201_import import import_nasbench201, timed_progress
+
+    print(f"reading {args.path} ...", flush=True)
+    report = import_nasbench201(args.path, out, progress=timed_progress(sys.stdout))
+    schedules = ", ".join(f"{epochs} epochs" for epochs in report.schedules)
+    print(f"{report.source}: {report.archs} architectures, schedules {schedules} -> {report.out_path} "
+          f"({time.perf_counter() - start:.0f} s)")
+    print(_nb201_import_checks(report.out_path, args.data_dir))
+    return 0
+
+
+def _nb201_import_checks(table: Path, data_dir: str | None) -> str:
+    """Two lines on an imported NB201 table: each column's best value next to the published optimum, and the
+    agreement with the shared 200-epoch subset where they overlap."""
+    import pandas as pd
+
+    from nassearch.data import tables as data
+    from nassearch.data.nb201_import import PUBLISHED_OPTIMA, column_optima, compare_with_subset
+
+    frame = pd.read_csv(table, usecols=lambda c: c == "arch_str" or c.endswith("_acc_e200"))
+    optima = ", ".join(f"{column[:-5]} {value:.2f} [{PUBLISHED_OPTIMA[column]:.2f}]"
+                       for column, value in column_optima(frame).items())
+    lines = [f"best 200-epoch accuracy per column (NAR Table 2 'Optimal' in brackets): {optima}"]
+    try:
+        subset = data.load_csv("nb201_200epoch_subset", data_dir)
+    except DataError as exc:
+        lines.append(f"no check against the shared 200-epoch subset ({exc})")
+    else:
+        report = compare_with_subset(frame, subset)
+        lines.append(f"check against nb201_200epoch_subset (NASLib's copy of the official 200-epoch validation "
+                     f"accuracy): {report.archs} architectures, {report.values} values, max |difference| "
+                     f"{report.max_abs_diff:.6g} points")
+    return "\n".join(lines)
 
 
 def cmd_data_measure_latency(args: argparse.Namespace) -> int:

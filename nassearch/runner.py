@@ -251,6 +251,8 @@ def _search(config: cfg.RunConfig, parts: Components, repeats: int, run_dir: Pat
     summary = {"name": config.name, "space": config.space["name"], "evaluator": config.evaluator["name"],
                "searcher": config.searcher["name"], "objective": objective.metric, "mode": objective.mode,
                "budget": config.budget.to_dict(), "search_start": seed_run.search_start, **aggregated}
+    if parts.evaluator.source:
+        summary["evaluator_source"] = parts.evaluator.source
     if multi_objective:
         summary["pareto_reference"] = [float(v) for v in pareto_reference]
     if config.output.plots and report_metric is not None:
@@ -268,7 +270,8 @@ def _search(config: cfg.RunConfig, parts: Components, repeats: int, run_dir: Pat
                                       f"{RETRAIN_CONFIGS[config.space['name']]}")
     _write_json(run_dir / "summary.json", summary)
     title = (f"{config.name}: {config.searcher['name']} on {config.space['name']} / {config.evaluator['name']}, "
-             f"{repeats} seed(s), budget {config.budget}, search metric {objective.metric}")
+             f"{repeats} seed(s), budget {config.budget}, search metric {objective.metric}"
+             + (f" ({parts.evaluator.source})" if parts.evaluator.source else ""))
     return SearchOutcome(run_dir, all_trials, summary, format_table(title, summaries, aggregated, objective,
                                                                      report_metric))
 

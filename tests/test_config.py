@@ -18,7 +18,7 @@ def test_defaults_are_resolved_from_constructor_signatures():
     assert config.seed == 0
     assert config.searcher == {"name": "regularized_evolution", "population_size": 100, "sample_size": 10}
     assert config.evaluator == {"name": "nb201_tabular", "dataset": "cifar10", "latency_devices": None,
-                                "cost_per_query_s": 1.0}
+                                "cost_per_query_s": 1.0, "table": "nb201_12epoch", "epochs": None}
     assert config.space["channels"] == 16
     assert config.executor == {"name": "serial"}
     assert config.budget == cfg.Budget(evaluations=10, cost_seconds=None, batch_size=1)

@@ -125,6 +125,14 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in (
               _NB101 + ("test_acc_epoch108",), text_columns=("hash", "adjacency", "ops"),
               bounds=(*_NB101_BOUNDS, Bounds("val_acc_epoch108", 0, 1), Bounds("test_acc_epoch108", 0, 1),
                       Bounds("*_acc_epoch*", 0, 1, required=False), Bounds("train_time_s_*", required=False))),
+    TableSpec("nb201_official", "nasbench201/nb201_official.csv.gz", None,
+              "made by `nassearch data import nasbench201 FILE` (official NAS-Bench-201 .pth or NATS-Bench tss release)",
+              ("index", "arch_str", *(f"{prefix}_{role}_acc_e200" for prefix, role in (
+                  ("cifar10_valid", "val"), ("cifar10", "test"), ("cifar100", "val"), ("cifar100", "test"),
+                  ("imagenet16", "val"), ("imagenet16", "test")))), 15625, text_columns=("arch_str",),
+              bounds=(_NB201_INDEX, Bounds("*_acc_e200", 0, 100), Bounds("*_acc_e*", 0, 100, required=False),
+                      Bounds("*_loss_e*", required=False), Bounds("*_m", required=False),
+                      Bounds("*_latency_ms", required=False), Bounds("*_train_time_s_e*", required=False))),
     TableSpec("nb301_naslib500", "nasbench301/nb301_naslib500.json",
               "216994ad1fc31bcd5dbc36b41f2babdf868a21a6cdc5c83799f73c01d7aa50ae",
               "automl/NASLib benchmark.json (DARTS space, NB301 XGB surrogate values)", ("archs",), 500,
@@ -219,7 +227,7 @@ def load_csv(name: str, data_dir: str | os.PathLike | None = None) -> pd.DataFra
     spec = TABLES[name]
     path = table_path(name, data_dir)
     try:
-        frame = pd.read_csv(path, dtype={c: str for c in spec.text_columns})
+        frame = pd.read_csv(path, dtype={c: str for c in spec.text_columns}, low_memory=False)
     except (OSError, EOFError, zlib.error, ValueError, pd.errors.ParserError) as exc:  # EOFError: truncated gzip
         reason = str(exc).strip().partition("\n")[0]
         raise DataError(f"benchmark table {path} cannot be read as CSV ({reason}): {fix_hint(spec)}") from None
