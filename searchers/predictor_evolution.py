@@ -20,6 +20,10 @@ Exploration beyond the seeds' protocol (whose settings are the defaults):
   children at one, two and three edits from their parent), and ``random_fraction`` of the pool are fresh
   uniform samples, so a search whose early best is a local optimum can still leave it.
 
+- ``refit_steps: N`` (neural predictors) warm-starts the loop: the first round trains each network as its
+  settings say, every later round continues it for about N optimiser steps on all data instead of training a
+  new one, so a round's fit costs N steps, not a whole training. A resumed run replays the fits.
+
 The seconds spent fitting are reported per seed (``predictor_fit_s``, and ``fit_s_per_round``).
 """
 
@@ -35,6 +39,7 @@ import numpy as np
 
 from nassearch.graph import ArchGraph
 from nassearch.predictors.base import Predictor
+from nassearch.predictors.neural import NeuralPredictor
 from nassearch.searchers.acquisition import ACQUISITIONS, Acquisition, acquisition_scores
 from nassearch.searchers.base import HistorySearcher
 from nassearch.trial import Trial
@@ -54,7 +59,7 @@ class PredictorGuidedEvolution(HistorySearcher):
     def __init__(self, space, objectives, seed: int, predictor: Predictor | None = None, initial_samples: int = 10,
                  num_parents: int = 10, pool_size: int = 100, evaluations_per_round: int = 10, ensemble: int = 1,
                  acquisition: Acquisition = "mean", ucb_kappa: float = 1.0, mutation_edits: list[int] | None = None,
-                 random_fraction: float = 0.0) -> None:
+                 random_fraction: float = 0.0, refit_steps: int | None = None) -> None:
         super().__init__(space, objectives, seed)
         if predictor is None:
             raise ValueError("needs a predictor: add a `predictor:` section to the config, e.g. predictor: "
@@ -75,6 +80,14 @@ class PredictorGuidedEvolution(HistorySearcher):
             raise ValueError(f"acquisition {acquisition} needs the spread of an ensemble: set ensemble >= 2")
         if not 0 <= random_fraction <= 1 or ucb_kappa < 0:
             raise ValueError("random_fraction must lie in [0, 1] and ucb_kappa be >= 0")
+        if refit_steps is not None and (refit_steps < 1 or not isinstance(predictor, NeuralPredictor)
+                                        or not predictor.supports_refit):
+            raise ValueError(f"refit_steps warm-starts the networks of neural predictors (mlp, gcn, narformer, "
+                             f"narformer_v2; not tnasp or the two-stage gcn) and must be >= 1; got {refit_steps} "
+                             f"with {type(predictor).__name__}: remove refit_steps (the predictor then refits from "
+                             "scratch every round)")
+        self.seed, self.refit_steps = seed, refit_steps
+        self.fit_sizes: list[int] = []  # warm starts: how many trials each round's fit saw, for the resume replay
         self.predictor = predictor
         self.members = [predictor] + [copy.deepcopy(predictor) for _ in range(ensemble - 1)]
         self.acquisition, self.ucb_kappa = acquisition, ucb_kappa
@@ -140,6 +153,10 @@ class PredictorGuidedEvolution(HistorySearcher):
 
     def _fit(self, finite: np.ndarray, fitness: np.ndarray) -> None:
         """Fit the predictor on every successful evaluation; an ensemble's members each on a bootstrap resample."""
+        if self.refit_steps is not None:
+            self._warm_fit(len(self.fit_sizes), finite, fitness)
+            self.fit_sizes.append(len(fitness))
+            return
         if len(self.members) == 1:
             graphs = self.graphs if len(finite) == len(fitness) else [self.graphs[i] for i in finite]
             self.predictor.fit(list(graphs), fitness[finite])
@@ -147,6 +164,19 @@ class PredictorGuidedEvolution(HistorySearcher):
         for member in self.members:
             sample = self.rng.choice(finite, size=len(finite), replace=True)
             member.fit([self.graphs[i] for i in sample], fitness[sample])
+
+    def _warm_fit(self, round_index: int, finite: np.ndarray, fitness: np.ndarray) -> None:
+        """``refit_steps``: the first round fits each member from scratch, later rounds continue its network for
+        ``refit_steps`` steps. Bootstrap resamples and batch orders come from (seed, round, member), not from the
+        searcher's generator, so that ``load_state_dict`` can replay the fits and a resumed run stays exact."""
+        for k, member in enumerate(self.members):
+            sample = (finite if len(self.members) == 1 else
+                      np.random.default_rng([self.seed, round_index, k]).choice(finite, size=len(finite)))
+            graphs = [self.graphs[i] for i in sample]
+            if round_index == 0:
+                member.fit(graphs, fitness[sample])
+            else:
+                member.refit(graphs, fitness[sample], self.refit_steps, seed=member.seed + round_index)
 
     def _pool(self, fitness: np.ndarray, finite: np.ndarray) -> list[Arch]:
         """The round's candidates: mutations of the ``num_parents`` best evaluated architectures, and
@@ -195,8 +225,9 @@ class PredictorGuidedEvolution(HistorySearcher):
         return {"predictor_fit_s": self.fit_s, "fit_s_per_round": self.fit_s / max(self.rounds, 1)}
 
     def state_dict(self) -> dict[str, Any]:
+        # fit_sizes grows by one int per round (not per trial): the warm-start replay needs it
         return {**super().state_dict(), "random_asked": self.random_asked, "rounds": self.rounds,
-                "fit_s": self.fit_s}
+                "fit_s": self.fit_s, "fit_sizes": self.fit_sizes}
 
     def load_state_dict(self, state: dict[str, Any], history: Sequence[Trial]) -> None:
         super().load_state_dict(state, history)
@@ -205,3 +236,8 @@ class PredictorGuidedEvolution(HistorySearcher):
         self.random_asked = int(state["random_asked"])
         self.rounds = int(state["rounds"])
         self.fit_s = float(state.get("fit_s", 0.0))
+        self.fit_sizes = [int(size) for size in state.get("fit_sizes", [])]
+        if self.refit_steps is not None:  # rebuild the warm-started networks fit by fit
+            for round_index, size in enumerate(self.fit_sizes):
+                fitness = np.asarray(self.scores[:size])
+                self._warm_fit(round_index, np.flatnonzero(np.isfinite(fitness)), fitness)

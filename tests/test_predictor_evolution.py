@@ -167,3 +167,63 @@ def test_summaries_report_fit_time_per_round_and_seed_wall_time(data_dir):
     summary = result.summary
     assert summary["fit_s_per_round"] == pytest.approx(summary["predictor_fit_s"] / 2)  # 10 initial, 2 rounds of 10
     assert summary["seed_wall_s"] >= summary["searcher_s"] >= summary["predictor_fit_s"] > 0
+
+
+def tiny_mlp(seed=0):
+    from nassearch.predictors.mlp import MLPPredictor
+
+    return MLPPredictor(seed=seed, epochs=20, hidden=[16], batch_size=10, lr=1e-2, device="cpu")
+
+
+def test_refit_steps_trains_once_then_continues_the_same_networks(nb201_space, make_trial, monkeypatch):
+    from nassearch.predictors import training
+
+    steps = []
+    real_train = training.train
+
+    def counting_train(model, inputs, targets, settings, seed, *args, **kwargs):
+        steps.append((id(model), training.epochs_for(settings, len(targets)) * -(-len(targets) // settings.batch_size)))
+        return real_train(model, inputs, targets, settings, seed, *args, **kwargs)
+
+    monkeypatch.setattr("nassearch.predictors.neural.train", counting_train)
+    from nassearch.predictors.mlp import MLPPredictor
+
+    made = []
+    real_make = MLPPredictor.make_network
+    monkeypatch.setattr(MLPPredictor, "make_network", lambda self, inputs: made.append(1) or real_make(self, inputs))
+    searcher = make_searcher(nb201_space, seed=5, predictor=tiny_mlp(), initial_samples=10, evaluations_per_round=10,
+                             ensemble=2, acquisition="its", refit_steps=6)
+    ask_and_tell(searcher, make_trial, steps=4, batch=10)  # 3 rounds: fits at 10, 20, 30 evaluated
+    assert searcher.fit_sizes == [10, 20, 30]
+    first, later = steps[:2], steps[2:]
+    assert [s for _, s in first] == [20, 20] and all(s <= 6 for _, s in later) and len(later) == 4
+    assert len(made) == 2  # one network per member, made by the first fit and continued by every refit
+
+
+def test_refit_steps_resume_replays_the_fits(nb201_space, make_trial):
+    def run(restore_after):
+        original = make_searcher(nb201_space, seed=6, predictor=tiny_mlp(), initial_samples=10,
+                                 evaluations_per_round=10, ensemble=2, acquisition="its", refit_steps=5)
+        before = ask_and_tell(original, make_trial, steps=restore_after, batch=5)
+        if restore_after is None:
+            return before
+        restored = make_searcher(nb201_space, seed=6, predictor=tiny_mlp(), initial_samples=10,
+                                 evaluations_per_round=10, ensemble=2, acquisition="its", refit_steps=5)
+        restored.load_state_dict(json.loads(json.dumps(original.state_dict())), history_of(before, make_trial))
+        return before + ask_and_tell(restored, make_trial, steps=12 - restore_after, batch=5)
+
+    uninterrupted = ask_and_tell(make_searcher(nb201_space, seed=6, predictor=tiny_mlp(), initial_samples=10,
+                                               evaluations_per_round=10, ensemble=2, acquisition="its",
+                                               refit_steps=5), make_trial, steps=12, batch=5)
+    assert run(7) == uninterrupted  # restored after three rounds' fits, in the middle of a round
+
+
+def test_refit_steps_needs_a_warm_startable_neural_predictor(nb201_space):
+    from nassearch.predictors.gcn import GCNPredictor
+
+    with pytest.raises(ValueError, match="refit_steps warm-starts"):
+        make_searcher(nb201_space, predictor=XGBPredictor(seed=0), refit_steps=10)
+    with pytest.raises(ValueError, match="refit_steps warm-starts"):
+        make_searcher(nb201_space, predictor=GCNPredictor(seed=0, two_stage=True), refit_steps=10)
+    with pytest.raises(ValueError, match="refit_steps warm-starts"):
+        make_searcher(nb201_space, predictor=tiny_mlp(), refit_steps=0)

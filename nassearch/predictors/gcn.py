@@ -102,6 +102,10 @@ class GCNPredictor(NeuralPredictor):
     def make_network(self, inputs: Inputs) -> nn.Module:
         return GCNNetwork(inputs["one_hot"].shape[2], self.width, self.layers, self.hidden, self.dropout)
 
+    @property
+    def supports_refit(self) -> bool:
+        return not self.two_stage  # a warm start would continue the regressor without its classifier
+
     def fit(self, graphs: Sequence[ArchGraph], y: np.ndarray,
             val: tuple[Sequence[ArchGraph], np.ndarray] | None = None) -> GCNPredictor:
         if not self.two_stage:

@@ -8,6 +8,7 @@ with :mod:`nassearch.predictors.training`, and predicts in large batches.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import abstractmethod
 from collections.abc import Sequence
 
@@ -61,6 +62,29 @@ class NeuralPredictor(Predictor):
             self.network = self.make_network(inputs)
             self.network = train(self.network, inputs, self._scaled(y), self.settings, self.seed, val_tensors,
                                  self.extra_loss())
+        return self
+
+    @property
+    def supports_refit(self) -> bool:
+        """Whether :meth:`refit` can continue this predictor's network (predictors whose fit does more than
+        train one network on every example say no)."""
+        return True
+
+    def refit(self, graphs: Sequence[ArchGraph], y: np.ndarray, steps: int, seed: int) -> NeuralPredictor:
+        """Continue training the fitted network for about ``steps`` optimiser steps on (``graphs``, ``y``) (a
+        warm start: the first fit's target scaling is kept); ``seed`` orders the batches. Unfitted: ``fit``."""
+        if self.network is None:
+            return self.fit(graphs, y)
+        if not self.supports_refit:
+            raise ValueError(f"{type(self).__name__} cannot be warm-started: its fit does more than train one network")
+        if steps < 1:
+            raise ValueError(f"refit needs steps >= 1, got {steps}")
+        inputs = self.featurize_train(graphs)
+        settings = dataclasses.replace(self.settings, max_steps=steps, patience=None)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.network = train(self.network, inputs, self._scaled(np.asarray(y, dtype=np.float64)), settings, seed,
+                                 None, self.extra_loss())
         return self
 
     def predict(self, graphs: Sequence[ArchGraph]) -> np.ndarray:

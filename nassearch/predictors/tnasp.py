@@ -116,6 +116,10 @@ class TNASPPredictor(NeuralPredictor):
         return TNASPNetwork(self.vocab_size, self.max_nodes, self.dim, self.layers, self.heads, self.hidden,
                             self.dropout)
 
+    @property
+    def supports_refit(self) -> bool:
+        return False  # its positional encoding is sized by the first fit's largest graph
+
     def fit(self, graphs: Sequence[ArchGraph], y: np.ndarray,
             val: tuple[Sequence[ArchGraph], np.ndarray] | None = None) -> TNASPPredictor:
         self.vocab_size = len(graphs[0].op_vocab)
