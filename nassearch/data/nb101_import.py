@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gzip
 import json
 import math
 import re
@@ -26,6 +25,7 @@ import pandas as pd
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 
+from nassearch.data.tables import table_writer
 from nassearch.errors import DataError
 
 EPOCHS = (4, 12, 36, 108)
@@ -306,16 +306,9 @@ def import_nasbench101(tfrecord_path: str | Path, out_path: str | Path) -> Impor
 
 
 def _write_csv(cells: dict[str, _Cell], out_path: Path) -> None:
-    """Write the cells' rows sorted by hash, a chunk at a time, to a temporary file renamed when complete."""
+    """Write the cells' rows sorted by hash, a chunk at a time, through :func:`table_writer`."""
     hashes = sorted(cells)
-    opener = gzip.open if out_path.suffix == ".gz" else open
-    partial = out_path.with_name(out_path.name + ".partial")
-    try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        with opener(partial, "wt", newline="") as handle:
-            for start in range(0, len(hashes), _CHUNK_ROWS):
-                rows = [cells[h].row(h) for h in hashes[start:start + _CHUNK_ROWS]]
-                pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(handle, index=False, header=start == 0)
-        partial.replace(out_path)
-    except OSError as exc:
-        raise DataError(f"cannot write {out_path} ({exc.strerror or exc}): choose a writable --out path") from None
+    with table_writer(out_path) as handle:
+        for start in range(0, len(hashes), _CHUNK_ROWS):
+            rows = [cells[h].row(h) for h in hashes[start:start + _CHUNK_ROWS]]
+            pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(handle, index=False, header=start == 0)

@@ -22,7 +22,6 @@ split), cifar10 test is ``cifar10`` ``ori-test`` (trained on train + valid); cif
 from __future__ import annotations
 
 import bz2
-import gzip
 import io
 import math
 import pickle
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nassearch.data.tables import table_writer
 from nassearch.errors import DataError, NassearchError
 from nassearch.spaces.nasbench201 import NUM_EDGES, OPS, parse_arch
 
@@ -307,22 +307,9 @@ def import_nasbench201(path: str | Path, out_path: str | Path,
                         "or a partial release: download the full release")
     frame = pd.DataFrame(rows, columns=columns()).sort_values("index")
     schedules = tuple(e for e in SCHEDULES if frame[f"cifar10_valid_val_acc_e{e}"].notna().any())
-    _write(frame, out_path)
+    with table_writer(out_path) as handle:
+        frame.to_csv(handle, index=False)
     return ImportReport(source, len(frame), schedules, out_path)
-
-
-def _write(frame: pd.DataFrame, out_path: Path) -> None:
-    """Write to a temporary file renamed when complete, so a failure leaves no partial table."""
-    partial = out_path.with_name(out_path.name + ".partial")
-    try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        with (gzip.open(partial, "wt", newline="", compresslevel=6) if out_path.suffix == ".gz"
-              else open(partial, "w", newline="")) as handle:
-            frame.to_csv(handle, index=False)
-        partial.replace(out_path)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise DataError(f"cannot write {out_path} ({exc.strerror or exc}): choose a writable --out path") from None
 
 
 def timed_progress(stream) -> Callable[[int, int], None]:

@@ -10,15 +10,18 @@ is refused instead of served. Nothing here unpickles anything.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import gzip
 import hashlib
 import json
 import math
 import os
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import pandas as pd
@@ -365,3 +368,21 @@ def verify_tables(data_dir: str | os.PathLike | None = None) -> list[TableStatus
                 state = f"corrupt: {exc}"
         statuses.append(TableStatus(status.spec, status.path, state))
     return statuses
+
+
+@contextlib.contextmanager
+def table_writer(out_path: Path) -> Iterator[TextIO]:
+    """A text handle for a table that importers make (gzip if ``out_path`` ends in .gz): written to a temporary
+    file that replaces ``out_path`` only when the block completes, so a failure leaves no partial table."""
+    partial = out_path.with_name(out_path.name + ".partial")
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        with (gzip.open(partial, "wt", newline="", compresslevel=6) if out_path.suffix == ".gz"
+              else open(partial, "w", newline="")) as handle:
+            yield handle
+        partial.replace(out_path)
+    except OSError as exc:
+        raise DataError(f"cannot write {out_path} ({exc.strerror or exc}): choose a writable --out path") from None
+    finally:
+        if partial.exists():  # gone after the rename; False, not an error, where the folder is a file
+            partial.unlink()
