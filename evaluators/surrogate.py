@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from nassearch.evaluators.base import Evaluator, Result
-from nassearch.data.tables import TABLES, fix_hint, load_json, table_path
+from nassearch.data.tables import TABLES, cache_dir, fix_hint, load_json, table_path
 from nassearch.errors import DataError
 from nassearch.threads import thread_limit
 from nassearch.spaces.darts import SEARCH_OPS, DartsSpace
@@ -109,11 +109,6 @@ def _surrogate_session(model: Path) -> object:
         raise DataError(f"{model} takes inputs {', '.join(inputs)}, not x_cat and x_cont: it is not the YAHPO NB301 "
                         f"v2 surrogate; {fix_hint(TABLES['yahpo_nb301_model'])}")
     return session
-
-
-def cache_dir() -> Path:
-    """Where nassearch caches what it computes: ``$NASSEARCH_CACHE``, else ``~/.cache/nassearch``."""
-    return Path(os.environ.get("NASSEARCH_CACHE", "~/.cache/nassearch")).expanduser()
 
 
 def _cost_model_key(space: DartsSpace) -> dict[str, Any]:

@@ -123,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     space_commands.add_parser("list", help="registered spaces and their sizes")
     enumerate_ = space_commands.add_parser("enumerate", help="generate every unique cell of a space")
     enumerate_.add_argument("space", choices=["nasbench101"])
-    enumerate_.add_argument("--out", default=None, help="cache file (default: ~/.cache/nassearch/nasbench101/"
-                                                        "nb101_cells.npz)")
+    enumerate_.add_argument("--out", default=None, help="cache file (default: nasbench101/nb101_cells.npz in "
+                                                        "$NASSEARCH_CACHE, else ~/.cache/nassearch)")
     verify = space_commands.add_parser("verify", help="check hashes, enumeration, params and FLOPs against "
                                                       "every row of the benchmark tables")
     verify.add_argument("space", choices=["nasbench101", "nasbench201"])
@@ -367,10 +367,10 @@ def cmd_spaces(args: argparse.Namespace) -> int:
             print(f"{name:<14} {size:,} architectures" if size else name)
         return 0
     if args.spaces_command == "enumerate":
-        from nassearch.spaces.nasbench101_enumeration import DEFAULT_CACHE, enumerate_cells
+        from nassearch.spaces.nasbench101_enumeration import default_cache, enumerate_cells
 
         start = time.perf_counter()
-        out = Path(args.out).expanduser() if args.out else DEFAULT_CACHE.expanduser()
+        out = Path(args.out).expanduser() if args.out else default_cache()
         cells = enumerate_cells(cache=out)
         print(f"nasbench101: {len(cells):,} unique cells in {time.perf_counter() - start:.1f} s -> {out}")
         return 0

@@ -22,7 +22,7 @@ from nassearch.errors import InvalidArchitecture
 from nassearch.graph import ArchGraph
 from nassearch.model_cost import ModelCost, model_cost
 from nassearch.spaces.base import SearchSpace
-from nassearch.spaces.nasbench101_enumeration import DEFAULT_CACHE, enumerate_cells
+from nassearch.spaces.nasbench101_enumeration import default_cache, enumerate_cells
 from nassearch.spaces.nasbench101_cell import (CONV1X1, CONV3X3, HASH_LABEL, INPUT, MAX_VERTICES, MAXPOOL3X3, OPS, OUTPUT,
                                                NB101Cell, cell_from_table, check_cell, format_cell, nb101_hash,
                                                parse_cell)
@@ -350,10 +350,10 @@ class NasBench101Space(SearchSpace):
 
     def enumerate(self) -> Iterator[NB101Cell]:
         """Every unique cell (one representative per fingerprint; computed once, then cached in
-        ``~/.cache/nassearch``), or the table's cells when restricted."""
+        the cache directory: ``$NASSEARCH_CACHE``, else ``~/.cache/nassearch``), or the table's cells when restricted."""
         if self.restrict_to_table:
             return iter(self.table_cells[0])
-        return iter(enumerate_cells(cache=DEFAULT_CACHE.expanduser()).cells())
+        return iter(enumerate_cells(cache=default_cache()).cells())
 
     def size(self) -> int:
         return len(self.table_cells[0]) if self.restrict_to_table else 423_624

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nassearch.data.tables import cache_dir
 from nassearch.errors import DataError
 from nassearch.spaces.nasbench101_cell import HASH_LABEL, INPUT, MAX_EDGES, MAX_VERTICES, OPS, OUTPUT, NB101Cell, nb101_hash
 
@@ -39,8 +40,6 @@ log = logging.getLogger(__name__)
 
 NUM_LABELLED_GRAPHS = 1_293_208
 NUM_CELLS = 423_624
-#: Where `nassearch spaces enumerate nasbench101` and `NasBench101Space.enumerate` keep the cells.
-DEFAULT_CACHE = Path("~/.cache/nassearch/nasbench101/nb101_cells.npz")
 PAD_OP = 255
 _FIELDS = ("num_vertices", "adjacency", "ops", "hashes")
 _SHIFTS = np.arange(MAX_VERTICES**2 - 1, -1, -1, dtype=np.uint64)  # bit of each row-major 7x7 entry
@@ -111,6 +110,12 @@ class Enumeration:
                 raise DataError(f"{advice} has {name} of dtype {arrays[name].dtype} and shape "
                                 f"{arrays[name].shape}, expected {np.dtype(dtype)} {shape}; delete it to recompute")
         return Enumeration(**arrays)
+
+
+def default_cache() -> Path:
+    """Where `nassearch spaces enumerate nasbench101` and `NasBench101Space.enumerate` keep the cells:
+    ``nasbench101/nb101_cells.npz`` in the cache directory (``$NASSEARCH_CACHE``, else ``~/.cache/nassearch``)."""
+    return cache_dir() / "nasbench101" / "nb101_cells.npz"
 
 
 def enumerate_cells(cache: str | Path | None = None, processes: int = 2) -> Enumeration:

@@ -155,3 +155,14 @@ def test_small_table_cells_are_the_representatives(small, data_dir, tables, coun
     assert rows["num_vertices"].value_counts().to_dict() == counts
     for key, adjacency, ops in zip(rows["hash"], rows["adjacency"], rows["ops"]):
         assert small.cell(small.index_of(key)) == cell_from_table(adjacency, ops)
+
+
+def test_the_default_cache_follows_nassearch_cache(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from nassearch.spaces.nasbench101_enumeration import default_cache
+
+    monkeypatch.setenv("NASSEARCH_CACHE", str(tmp_path))
+    assert default_cache() == tmp_path / "nasbench101" / "nb101_cells.npz"
+    monkeypatch.delenv("NASSEARCH_CACHE")
+    assert default_cache() == Path("~/.cache/nassearch/nasbench101/nb101_cells.npz").expanduser()

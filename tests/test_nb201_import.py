@@ -362,8 +362,9 @@ def test_evaluator_settings_are_checked(data_dir):
         NasBench201Tabular(NasBench201Space(), str(data_dir), epochs=200)
     with pytest.raises(ValueError, match="table must be one of nb201_12epoch, nb201_official"):
         NasBench201Tabular(NasBench201Space(), str(data_dir), table="nb201")
-    with pytest.raises(DataError, match="nb201_official.csv.gz not found"):
+    with pytest.raises(DataError, match="nb201_official.csv.gz not found") as missing:
         NasBench201Tabular(NasBench201Space(), str(data_dir), table="nb201_official")
+    assert "made by `nassearch data import nasbench201 FILE`" in str(missing.value)  # how to make it, not fetch it
     assert issubclass(DataError, NassearchError)
 
 

@@ -249,3 +249,12 @@ def test_gcn_head_takes_the_imagenet_predictors_two_hidden_layers(synthetic):
 def test_softmax_last_matches_torch():
     scores = torch.randn(5, 4, 8, 8)
     torch.testing.assert_close(softmax_last(scores), scores.softmax(dim=-1))
+
+
+def test_a_device_that_is_not_there_is_a_settings_error():
+    with pytest.raises(ValueError, match="not a torch device"):
+        TrainSettings(device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available here"):
+            MLPPredictor(device="cuda")
+    assert TrainSettings(device="cpu").device == "cpu"

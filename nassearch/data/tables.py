@@ -31,6 +31,12 @@ from nassearch.errors import DataError
 
 ENV_VAR = "NASSEARCH_DATA"
 DEFAULT_DIR = Path("~/.cache/nassearch")
+
+
+def cache_dir() -> Path:
+    """Where nassearch caches what it computes: ``$NASSEARCH_CACHE``, else ``~/.cache/nassearch``."""
+    return Path(os.environ.get("NASSEARCH_CACHE", "~/.cache/nassearch")).expanduser()
+
 HOW_TO_GET = (f"put the converted benchmark tables in a folder and point ${ENV_VAR} or --data-dir at it "
               "(README, 'Benchmark data'); `nassearch data list` shows what is expected")
 
@@ -192,6 +198,9 @@ def table_path(name: str, data_dir: str | os.PathLike | None = None) -> Path:
     root = resolve_data_dir(data_dir)
     path = root / spec.path
     if not path.is_file():
+        if spec.sha256 is None:  # a table the user makes from an official release
+            raise DataError(f"benchmark table {spec.path} not found in data directory {root}: it is {spec.source}; "
+                            f"run that, or point ${ENV_VAR} or --data-dir at the folder that holds it")
         raise DataError(f"benchmark table {spec.path} not found in data directory {root} "
                         f"(source: {spec.source}): {HOW_TO_GET}")
     _check_sha256(spec, path)

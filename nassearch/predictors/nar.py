@@ -52,7 +52,8 @@ from torch import nn
 
 from nassearch.graph import ArchGraph
 from nassearch.predictors.base import Capabilities, Predictor, check_network
-from nassearch.predictors.training import fit_epochs, parameter_groups, pairwise_ranking_loss, resolve_device
+from nassearch.predictors.training import fit_epochs, parameter_groups, pairwise_ranking_loss
+from nassearch.training.loops import resolve_device
 
 log = logging.getLogger(__name__)
 

@@ -25,6 +25,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
+from nassearch.training.loops import resolve_device
+
 Inputs = dict[str, torch.Tensor]
 ExtraLoss = Callable[[nn.Module, Inputs, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -77,13 +79,7 @@ class TrainSettings:
             raise ValueError(f"max_steps must be >= 1 (or null: no cap), got {self.max_steps}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in (0, 1), got {self.ema_decay}")
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; otherwise the named device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        resolve_device(self.device)  # an unknown name, or CUDA asked for where there is none: a settings error now
 
 
 def pairwise_ranking_loss(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
