@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 #: platforms, read when ``ray`` is imported) and token authentication on by choice, which Ray otherwise
 #: announces on stderr. Set before ``import ray``; inherited by the processes Ray starts.
 LOCAL_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token"}
+#: Ray's tqdm integration replaces ``builtins.print`` of the driver process for good unless this is "0"; nassearch
+#: does not use it and must not patch its caller's ``print`` (a value the user set wins).
+DRIVER_RAY_ENV = {"RAY_TQDM_PATCH_PRINT": "0"}
 
 
 #: Set once SIGTERM has interrupted this process (Ray turns the handler's exception into a plain
@@ -134,9 +137,9 @@ class RayExecutor:
     def start(self) -> Any:
         """Connect to (or start) Ray once; return the ``ray`` module."""
         local = self.address == "local"
-        if local:
-            for key, value in LOCAL_RAY_ENV.items():  # before ``import ray``: Ray reads the loopback switch then
-                os.environ.setdefault(key, value)
+        # before ``import ray``: Ray reads the loopback switch then
+        for key, value in {**DRIVER_RAY_ENV, **(LOCAL_RAY_ENV if local else {})}.items():
+            os.environ.setdefault(key, value)
         import ray
 
         if not ray.is_initialized():

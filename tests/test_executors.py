@@ -218,3 +218,21 @@ def test_ray_that_cannot_start_is_one_clear_error(monkeypatch):
     with pytest.raises(ExecutorError, match=r"could not connect to the Ray cluster at '10.0.0.1:6379' \(GCS at "
                                             r"10.0.0.1:6379 unreachable\); check executor.address"):
         RayExecutor(address="10.0.0.1:6379").start()
+
+
+@pytest.mark.slow
+def test_a_ray_search_leaves_the_callers_print_alone(data_dir):
+    """Ray's tqdm support replaces ``builtins.print`` of the driver process unless RAY_TQDM_PATCH_PRINT=0; the
+    executor sets that default, so a Python user's ``print`` is still the built-in after a Ray search."""
+    import subprocess
+    import sys
+
+    script = ("import builtins, nassearch\n"
+              "before = builtins.print\n"
+              "nassearch.search('nasbench201', {'name': 'nb201_tabular', 'dataset': 'cifar10'}, 'random_search', "
+              "budget=8, executor={'name': 'ray', 'num_cpus': 2})\n"
+              "assert builtins.print is before, builtins.print\n")
+    env = {key: value for key, value in os.environ.items() if key != "RAY_TQDM_PATCH_PRINT"}
+    done = subprocess.run([sys.executable, "-c", script], env={**env, "NASSEARCH_DATA": str(data_dir)},
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
