@@ -274,7 +274,8 @@ class NSGA2(Searcher):
         return {"predictor_fit_s": self.fit_s, "fit_s_per_round": self.fit_s / max(self.fits, 1)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "initial_rng": self._initial_rng, "asked": self.asked}
+        return {**super().state_dict(), "initial_rng": self._initial_rng, "asked": self.asked, "fit_s": self.fit_s,
+                "fits": self.fits}
 
     def load_state_dict(self, state: dict[str, Any], history: Sequence[Trial]) -> None:
         """Rebuild the algorithm from the seed and replay every ask/tell (see the module docstring)."""
@@ -289,3 +290,5 @@ class NSGA2(Searcher):
                 self._tell_values(rows)
         if self.rng.bit_generator.state != state["rng"]:
             raise ValueError("nsga2 state: replaying the told trials did not reproduce the saved random state")
+        # the replay refitted the predictors; the search's fitting time is what the saved run spent, not the replay
+        self.fit_s, self.fits = float(state.get("fit_s", 0.0)), int(state.get("fits", 0))

@@ -256,8 +256,8 @@ class NasBench101Space(SearchSpace):
         old_key = self.key(cell)
         while True:
             child = propose_mutation(cell, rng)
-            key = self._table_key(child) if self.restrict_to_table else self._fingerprint(child)
-            if key is not None and key != old_key and (not self.restrict_to_table or key in self.table_cells[1]):
+            key = self._table_key(child) if self.restrict_to_table else self._fingerprint(child)  # None: not allowed
+            if key is not None and key != old_key:
                 return child
 
     # encoding, network, cost --------------------------------------------------------------

@@ -128,8 +128,13 @@ def test_prescreen_evaluates_the_offspring_predicted_best(nb201_space, make_tria
         return kept
 
     searcher.algorithm.screen = recording
-    run(searcher, make_trial, 3, 10)
+    asked = run(searcher, make_trial, 3, 10)
     assert len(screened) == 2 and searcher.fits == 2 and searcher.timings()["fit_s_per_round"] >= 0
+    state = json.loads(json.dumps(searcher.state_dict()))
+    resumed = NSGA2(nb201_space, TWO, seed=8, population_size=10, prescreen=6, predictor=Oracle(0))
+    resumed.predictors[1].column = 1
+    resumed.load_state_dict(state, [make_trial(i, synthetic(a), arch=a) for i, a in enumerate(asked)])  # the replay refits twice; the timings stay the saved run's
+    assert resumed.fits == 2 and resumed.timings() == searcher.timings()
     assert [p.fitted_on for p in searcher.predictors] == [20, 20]  # every told trial of the first two generations
     for candidates, kept in screened:
         assert len(candidates) > 10 and len(kept) == 10
