@@ -31,14 +31,13 @@ from nassearch.errors import DataError
 
 ENV_VAR = "NASSEARCH_DATA"
 DEFAULT_DIR = Path("~/.cache/nassearch")
+HOW_TO_GET = (f"put the converted benchmark tables in a folder and point ${ENV_VAR} or --data-dir at it "
+              "(README, 'Benchmark data'); `nassearch data list` shows what is expected")
 
 
 def cache_dir() -> Path:
     """Where nassearch caches what it computes: ``$NASSEARCH_CACHE``, else ``~/.cache/nassearch``."""
-    return Path(os.environ.get("NASSEARCH_CACHE", "~/.cache/nassearch")).expanduser()
-
-HOW_TO_GET = (f"put the converted benchmark tables in a folder and point ${ENV_VAR} or --data-dir at it "
-              "(README, 'Benchmark data'); `nassearch data list` shows what is expected")
+    return Path(os.environ.get("NASSEARCH_CACHE", DEFAULT_DIR)).expanduser()
 
 
 @dataclass(frozen=True)

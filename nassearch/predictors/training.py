@@ -79,7 +79,8 @@ class TrainSettings:
             raise ValueError(f"max_steps must be >= 1 (or null: no cap), got {self.max_steps}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in (0, 1), got {self.ema_decay}")
-        resolve_device(self.device)  # an unknown name, or CUDA asked for where there is none: a settings error now
+        if self.device != "auto":  # an unknown name, or CUDA asked for where there is none: a settings error now
+            resolve_device(self.device)
 
 
 def pairwise_ranking_loss(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
