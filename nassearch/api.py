@@ -159,7 +159,7 @@ def _searcher_factory(searcher: Component, predictor: Component | None, space: S
         cfg.check_budget(budget, cls.training_evaluations(settings), settings["name"])
 
         def make() -> Searcher:
-            built = None if predictor is None else build("predictor", predictor, seed=seed)
+            built = None if predictor is None else build("predictor", predictor, seed=seed, space=space)
             check_requirements(cls, space, built)
             return cfg.build_component("searcher", settings, space=space, objectives=objectives, seed=seed,
                                        predictor=built, build_evaluator=cfg.evaluator_builder(space, data_dir))

@@ -68,7 +68,8 @@ def build_components(config: cfg.RunConfig, data_dir: str | None = None) -> Comp
 
 def build_searcher(config: cfg.RunConfig, parts: Components, seed: int) -> Searcher:
     """The seed's searcher, with a fresh predictor of that seed when the config names one."""
-    predictor = cfg.build_component("predictor", config.predictor, seed=seed) if config.predictor else None
+    predictor = (cfg.build_component("predictor", config.predictor, seed=seed, space=parts.space)
+                 if config.predictor else None)
     return cfg.build_component("searcher", config.searcher, space=parts.space, objectives=config.objectives,
                                seed=seed, predictor=predictor,
                                build_evaluator=cfg.evaluator_builder(parts.space, parts.data_dir))
@@ -202,6 +203,7 @@ def run(config: cfg.RunConfig, repeats: int = 1, resume: str | Path | None = Non
     if repair and resume is None:
         raise RunDirError("--repair repairs a run directory being resumed: add --resume RUN_DIR")
     parts = build_components(config, data_dir)
+    build_searcher(config, parts, config.seed)  # a settings error the searcher or predictor finds leaves no run dir
     run_dir, lock = open_run_dir(config, resume, overwrite, repair)
     try:
         return _search(config, parts, repeats, run_dir, repair)
