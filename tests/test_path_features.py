@@ -9,6 +9,7 @@ import pytest
 from nassearch.errors import ConfigError
 from nassearch.graph import ArchGraph
 from nassearch.predictors.encoders import MAX_PATH_SEQUENCES, path_features, path_length
+from nassearch.predictors.static_xgb import StaticXGBPredictor
 from nassearch.predictors.xgb import XGBPredictor
 from nassearch.spaces.nasbench101 import NasBench101Space
 from nassearch.spaces.nasbench201 import NasBench201Space, parse_arch
@@ -124,6 +125,8 @@ def test_xgb_on_paths_learns_a_function_of_what_the_cell_computes():
 def test_xgb_encoding_is_checked_against_the_space_when_built():
     with pytest.raises(ValueError, match="'flat' or 'paths'"):
         XGBPredictor(encoding="path")
+    with pytest.raises(ValueError, match="static_xgb reads features of its own"):
+        StaticXGBPredictor(encoding="paths")
 
     class Chain:
         def sample(self, rng):

@@ -36,6 +36,8 @@ class XGBPredictor(Predictor):
             raise ValueError("subsample and colsample_bytree must lie in (0, 1], min_child_weight >= 0")
         if encoding not in ("flat", "paths"):
             raise ValueError(f"encoding must be 'flat' or 'paths', got {encoding!r}")
+        if encoding != "flat" and type(self).features is not XGBPredictor.features:
+            raise ValueError(f"encoding: {self.name} reads features of its own; 'paths' applies to xgb only")
         self.encoding = encoding
         if encoding == "paths" and space is not None:
             path_features([space.encode(space.sample(np.random.default_rng(seed)))])
